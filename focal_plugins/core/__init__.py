@@ -1,0 +1,1 @@
+"""Framework-free loss math: pure PyTorch, imports neither mmdet nor detectron2."""
