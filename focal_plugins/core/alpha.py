@@ -1,0 +1,120 @@
+"""Class weighting ("alpha") for the focal losses: one resolver for every convention."""
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from ._checks import check_choice, check_number, check_values, first_bad
+
+AlphaLike = Union[None, float, Sequence[float], Tensor]
+ALPHA_MODES = ("paper", "uniform", "binary")
+
+
+def resolve_alpha(alpha: AlphaLike, num_classes: int, *, kind: str = "sigmoid",
+                  alpha_mode: str = "paper", background_index: Optional[int] = None,
+                  dtype: torch.dtype = torch.float32,
+                  device: Union[str, torch.device, None] = None):
+    """Turn any alpha convention into per-class factors.
+
+    Returns, for ``kind="sigmoid"``, a pair ``(a_pos, a_neg)`` of shape (C,): the factor of
+    the positive term ``-log p`` and of the negative term ``-log(1 - p)`` of class c; for
+    ``kind="softmax"`` one vector ``a`` of shape (C,) with ``alpha_t = a[target]``.
+    C = ``num_classes`` = the number of logit columns (for softmax, background included).
+
+    ================  ===========================  ===============================
+    alpha             sigmoid (a_pos, a_neg)       softmax a
+    ================  ===========================  ===============================
+    None              (1, 1)                       1
+    float, "paper"    (alpha, 1 - alpha)           alpha on every class but
+                      = alpha_t of the RetinaNet   ``background_index``, which gets
+                      paper, torchvision, fvcore   1 - alpha (index required)
+    float, "uniform"  (alpha, alpha): every term   alpha on every class
+                      times alpha
+    float, "binary"   ValueError (use "paper")     [alpha, 1 - alpha]; needs C == 2
+    vector w (C,),    (w[c], 1 - w[c]);            w (``alpha_mode`` does not
+    "paper"           each w[c] in [0, 1]          matter); each w[c] >= 0
+    vector w (C,),    (w[c], w[c]); w[c] >= 0      w
+    "uniform"
+    ================  ===========================  ===============================
+
+    Float alphas must lie in [0, 1]. A vector may come from ``class_frequency_alpha``
+    (weights averaging 1); use it with ``alpha_mode="uniform"`` for sigmoid.
+    """
+    check_choice("kind", kind, ("sigmoid", "softmax"))
+    check_choice("alpha_mode", alpha_mode, ALPHA_MODES)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
+    C = num_classes
+    ones = torch.ones(C, dtype=dtype, device=device)
+
+    if alpha is None:
+        return (ones, ones) if kind == "sigmoid" else ones
+
+    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+        a = check_number("alpha", alpha, lo=0.0, hi=1.0)
+        if kind == "sigmoid":
+            if alpha_mode == "binary":
+                raise ValueError("alpha_mode='binary' is for softmax with 2 classes; "
+                                 f"for sigmoid use 'paper' (alpha={alpha!r})")
+            return ones * a, ones * (a if alpha_mode == "uniform" else 1.0 - a)
+        if alpha_mode == "uniform":
+            return ones * a
+        if alpha_mode == "binary":
+            if C != 2:
+                raise ValueError(f"alpha_mode='binary' needs 2 classes, got num_classes={C}")
+            return torch.tensor([a, 1.0 - a], dtype=dtype, device=device)
+        if background_index is None:
+            raise ValueError(f"a float alpha={alpha!r} with alpha_mode='paper' needs "
+                             "background_index (the class that gets 1 - alpha)")
+        if not -C <= background_index < C:
+            raise ValueError(f"background_index must index one of the {C} classes, "
+                             f"got {background_index!r}")
+        out = ones * a
+        out[background_index] = 1.0 - a
+        return out
+
+    if isinstance(alpha, Tensor):
+        w = alpha.detach().to(dtype=dtype, device=device if device is not None else alpha.device)
+    else:
+        try:
+            w = torch.tensor(alpha, dtype=dtype, device=device)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"alpha must be None, a float or a sequence of floats, got {alpha!r}")
+    if w.dim() != 1 or w.numel() != C:
+        raise ValueError(f"alpha must have one entry per class ({C}), got shape "
+                         f"{tuple(w.shape)} (alpha={alpha!r})")
+    if alpha_mode == "binary":
+        raise ValueError(f"alpha_mode='binary' takes a float alpha, got alpha={alpha!r}")
+    unit = kind == "sigmoid" and alpha_mode == "paper"
+    ok = (w >= 0) & (w <= 1) if unit else (w >= 0) & torch.isfinite(w)
+    check_values(ok, "alpha", lambda: f"alpha must lie in {'[0, 1]' if unit else '[0, inf)'}, "
+                                      f"got {first_bad(w, ok)!r} in alpha={alpha!r}")
+    if kind == "softmax":
+        return w
+    return (w, 1.0 - w) if alpha_mode == "paper" else (w, w)
+
+
+def class_frequency_alpha(counts: Union[Sequence[float], Tensor], method: str = "inverse",
+                          beta: float = 0.999) -> Tensor:
+    """Per-class weights from class counts n_c, normalised to average 1 (fp32, shape (C,)).
+
+    - ``"inverse"``: w_c proportional to 1 / n_c.
+    - ``"effective"``: w_c proportional to (1 - beta) / (1 - beta^n_c), the inverse of the
+      effective number of samples (Cui et al., "Class-Balanced Loss Based on Effective
+      Number of Samples", CVPR 2019); beta in [0, 1), beta -> 1 approaches "inverse".
+
+    Every count must be > 0 (a class never seen has no defined weight).
+    """
+    check_choice("method", method, ("inverse", "effective"))
+    b = check_number("beta", beta, lo=0.0, hi=1.0, hi_open=True)
+    n = torch.as_tensor(counts, dtype=torch.float64).detach().cpu()
+    if n.dim() != 1 or n.numel() == 0:
+        raise ValueError(f"counts must be a non-empty 1-d sequence, got shape {tuple(n.shape)}")
+    ok = (n > 0) & torch.isfinite(n)
+    if not bool(ok.all()):
+        raise ValueError(f"counts must be finite and > 0, got {first_bad(n, ok)!r} in counts")
+    if method == "inverse":
+        w = 1.0 / n
+    else:
+        w = (1.0 - b) / (1.0 - torch.pow(torch.tensor(b, dtype=torch.float64), n))
+    return (w * (w.numel() / w.sum())).float()

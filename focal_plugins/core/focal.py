@@ -1,0 +1,184 @@
+"""Sigmoid and softmax focal loss (Lin et al., "Focal Loss for Dense Object Detection")."""
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._checks import (REDUCTIONS, check_choice, check_floating, check_number, check_values,
+                      compute_dtype, first_bad)
+from .alpha import AlphaLike, resolve_alpha
+from .reduce import weight_reduce_loss
+
+IMPLS = ("auto", "reference", "fused")
+
+
+# ---- reference elementwise math (the fused kernels in focal_plugins.kernels sit beside these)
+
+def _sigmoid_focal_reference(pred: Tensor, target: Tensor, a_pos: Tensor, a_neg: Tensor,
+                             gamma: float) -> Tensor:
+    """Elementwise loss; pred, target (N, C) in the compute dtype, a_pos/a_neg (C,)."""
+    p = pred.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(pred, target, reduction="none")
+    p_t = p * target + (1 - p) * (1 - target)
+    alpha_t = a_pos * target + a_neg * (1 - target)
+    return alpha_t * (1 - p_t) ** gamma * ce
+
+
+def _softmax_focal_reference(pred: Tensor, target: Tensor, a: Tensor, gamma: float,
+                             ignore_index: int) -> Tensor:
+    """Per-sample loss shaped like target (0 where ignored); pred (N, C, ...) logits."""
+    valid = target != ignore_index
+    t = torch.where(valid, target, 0).unsqueeze(1)
+    logp_t = pred.log_softmax(dim=1).gather(1, t).squeeze(1)
+    p_t = logp_t.exp()
+    loss = -a[t.squeeze(1)] * (1 - p_t) ** gamma * logp_t
+    return torch.where(valid, loss, loss.new_zeros(()))
+
+
+def _select(name: str, impl: str, reference):
+    """The dispatch point: which elementwise function computes loss ``name``."""
+    check_choice("impl", impl, IMPLS)
+    if impl == "fused":
+        raise RuntimeError(f"impl='fused': no fused kernel for {name} is available "
+                           "(use impl='auto' or 'reference')")
+    return reference
+
+
+# ---- public functions
+
+def _as_sigmoid_target(pred: Tensor, target: Tensor) -> Tensor:
+    """Float targets shaped like pred, from either such a tensor or (N,) class indices."""
+    if not isinstance(target, Tensor):
+        raise ValueError(f"target must be a torch.Tensor, got {type(target).__name__}")
+    N, C = pred.shape
+    if target.shape == pred.shape:
+        t = target.to(pred.dtype)
+        ok = (t >= 0) & (t <= 1)
+        check_values(ok, "target", lambda: f"target values must lie in [0, 1], "
+                                           f"got {first_bad(t, ok)!r}")
+        return t
+    if target.dim() == 1 and target.shape[0] == N and not target.is_floating_point() \
+            and target.dtype != torch.bool:
+        ok = (target >= 0) & (target <= C)
+        check_values(ok, "target", lambda: f"target labels must lie in [0, {C}] ({C} = "
+                                           f"background), got {first_bad(target, ok)!r}")
+        classes = torch.arange(C, device=target.device)
+        return (target.unsqueeze(1) == classes).to(pred.dtype)
+    raise ValueError(f"target must be shaped like pred {tuple(pred.shape)} or be integer class "
+                     f"indices of shape ({N},), got shape {tuple(target.shape)} dtype {target.dtype}")
+
+
+def _sigmoid_weight(weight: Optional[Tensor], N: int, C: int) -> Optional[Tensor]:
+    """(N,) per-sample -> (N, 1); (N*C,) flattened -> (N, C); else must broadcast to (N, C)."""
+    if weight is None:
+        return None
+    if not isinstance(weight, Tensor):
+        raise ValueError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
+    if weight.dim() == 1 and weight.shape[0] == N:
+        return weight.view(N, 1)
+    if weight.dim() == 1 and weight.shape[0] == N * C:
+        return weight.view(N, C)
+    try:
+        torch.broadcast_shapes(weight.shape, (N, C))
+    except RuntimeError:
+        raise ValueError(f"weight of shape {tuple(weight.shape)} does not broadcast to the "
+                         f"loss shape ({N}, {C})") from None
+    if weight.dim() > 2:
+        raise ValueError(f"weight of shape {tuple(weight.shape)} has more dims than the loss")
+    return weight
+
+
+def sigmoid_focal_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
+                       alpha: AlphaLike = 0.25, gamma: float = 2.0, alpha_mode: str = "paper",
+                       reduction: str = "mean", avg_factor=None, impl: str = "auto") -> Tensor:
+    """Sigmoid focal loss, per element (anchor n, class c)::
+
+        p = sigmoid(x),  p_t = p if y = 1 else 1 - p  (soft y: p*y + (1-p)*(1-y))
+        FL = -alpha_t (1 - p_t)^gamma log(p_t)
+           = (a_pos[c] y + a_neg[c] (1 - y)) (1 - p_t)^gamma BCE(x, y)
+
+    With the default alpha=0.25, ``alpha_mode="paper"``: alpha_t = alpha for y = 1 and
+    1 - alpha for y = 0, as torchvision, fvcore and mmdet. Every other alpha convention
+    (none, uniform, per class, class frequencies) is listed in ``resolve_alpha``.
+
+    Args:
+        pred: (N, C) logits.
+        target: float (N, C) in [0, 1] (one-hot or soft), or integer class indices (N,)
+            in [0, C] where C means background (an all-negative row).
+        weight: (N,) per sample, (N, 1), (N, C) or flattened (N*C,), or anything that
+            broadcasts to (N, C).
+        gamma: focusing parameter >= 0 (0 gives alpha-weighted BCE).
+        reduction, avg_factor: as ``weight_reduce_loss``.
+        impl: "auto" | "reference" | "fused" (fused kernels; "auto" picks what is available).
+
+    fp16/bf16 inputs are computed in fp32 and give an fp32 loss.
+    """
+    check_floating("pred", pred)
+    if pred.dim() != 2:
+        raise ValueError(f"pred must be (N, C) logits, got shape {tuple(pred.shape)}")
+    g = check_number("gamma", gamma, lo=0.0)
+    check_choice("reduction", reduction, REDUCTIONS)
+    fn = _select("sigmoid_focal_loss", impl, _sigmoid_focal_reference)
+    N, C = pred.shape
+    x = pred.to(compute_dtype(pred))
+    t = _as_sigmoid_target(x, target)
+    w = _sigmoid_weight(weight, N, C)
+    a_pos, a_neg = resolve_alpha(alpha, C, kind="sigmoid", alpha_mode=alpha_mode,
+                                 dtype=x.dtype, device=x.device)
+    loss = fn(x, t, a_pos, a_neg, g)
+    return weight_reduce_loss(loss, w, reduction, avg_factor)
+
+
+def softmax_focal_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
+                       alpha: AlphaLike = None, gamma: float = 2.0, alpha_mode: str = "paper",
+                       background_index: Optional[int] = None, ignore_index: int = -100,
+                       reduction: str = "mean", avg_factor=None, impl: str = "auto") -> Tensor:
+    """Softmax (multi-class) focal loss, per sample::
+
+        log p_t = log_softmax(x)[target]
+        FL = -alpha_t (1 - p_t)^gamma log p_t,   alpha_t = a[target]
+
+    With gamma = 0 and alpha = None this is ``F.cross_entropy`` (same mean over the
+    non-ignored entries). ``a`` comes from ``resolve_alpha(kind="softmax")``: a float alpha
+    with ``alpha_mode="paper"`` puts alpha on the foreground classes and 1 - alpha on
+    ``background_index`` (mmdet/detectron2 RoI heads: index num_classes, the last column).
+
+    Args:
+        pred: (N, C) or (N, C, d1, ...) logits.
+        target: integer class indices (N,) or (N, d1, ...) in [0, C - 1], or ignore_index.
+        weight: per-sample weights shaped like target.
+        reduction: "mean" divides the weighted sum by the number of non-ignored entries
+            (not by the sum of alpha_t, unlike ``F.cross_entropy(weight=...)``); with all
+            entries ignored the mean is 0. ``avg_factor`` replaces that count (mmdet).
+
+    fp16/bf16 inputs are computed in fp32 and give an fp32 loss.
+    """
+    check_floating("pred", pred)
+    if pred.dim() < 2:
+        raise ValueError(f"pred must be (N, C) or (N, C, d1, ...) logits, got shape {tuple(pred.shape)}")
+    g = check_number("gamma", gamma, lo=0.0)
+    check_choice("reduction", reduction, REDUCTIONS)
+    fn = _select("softmax_focal_loss", impl, _softmax_focal_reference)
+    if not isinstance(target, Tensor) or target.is_floating_point() or target.dtype == torch.bool:
+        raise ValueError(f"target must be an integer tensor of class indices, got "
+                         f"{getattr(target, 'dtype', type(target).__name__)}")
+    C = pred.shape[1]
+    want = (pred.shape[0],) + tuple(pred.shape[2:])
+    if tuple(target.shape) != want:
+        raise ValueError(f"target shape {tuple(target.shape)} does not match pred "
+                         f"{tuple(pred.shape)} (expected {want})")
+    ok = ((target >= 0) & (target < C)) | (target == ignore_index)
+    check_values(ok, "target", lambda: f"target labels must lie in [0, {C - 1}] or equal "
+                                       f"ignore_index={ignore_index}, got {first_bad(target, ok)!r}")
+    if weight is not None and (not isinstance(weight, Tensor) or tuple(weight.shape) != want):
+        raise ValueError(f"weight must be per sample, shaped like target {want}, got "
+                         f"{tuple(getattr(weight, 'shape', ())) or weight!r}")
+    x = pred.to(compute_dtype(pred))
+    a = resolve_alpha(alpha, C, kind="softmax", alpha_mode=alpha_mode,
+                      background_index=background_index, dtype=x.dtype, device=x.device)
+    loss = fn(x, target.long(), a, g, ignore_index)
+    if reduction == "mean" and avg_factor is None:
+        n_valid = (target != ignore_index).sum().clamp_min(1)
+        return weight_reduce_loss(loss, weight, "sum") / n_valid
+    return weight_reduce_loss(loss, weight, reduction, avg_factor)

@@ -1,0 +1,35 @@
+"""The one weighting + reduction step every loss ends with (mmdet semantics)."""
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+
+from ._checks import REDUCTIONS, check_choice
+
+
+def weight_reduce_loss(loss: Tensor, weight: Optional[Tensor] = None, reduction: str = "mean",
+                       avg_factor: Optional[Union[float, Tensor]] = None) -> Tensor:
+    """Multiply ``loss`` by ``weight`` (broadcast) and reduce.
+
+    - ``reduction="none"``: the weighted elementwise loss (``avg_factor`` is ignored).
+    - ``"sum"``: its sum; an ``avg_factor`` here is a ValueError, as in mmdet.
+    - ``"mean"``: its mean over all elements, or ``sum / (avg_factor + eps)`` when
+      ``avg_factor`` is given (eps = fp32 machine epsilon guards avg_factor = 0).
+
+    The one difference from mmdet's ``weight_reduce_loss``: the mean of an empty loss is 0
+    (still connected to the graph) instead of NaN.
+    """
+    check_choice("reduction", reduction, REDUCTIONS)
+    if weight is not None:
+        loss = loss * weight
+    if avg_factor is None:
+        if reduction == "none":
+            return loss
+        if reduction == "sum" or loss.numel() == 0:
+            return loss.sum()
+        return loss.mean()
+    if reduction == "sum":
+        raise ValueError(f"avg_factor cannot be used with reduction='sum', got avg_factor={avg_factor!r}")
+    if reduction == "none":
+        return loss
+    return loss.sum() / (avg_factor + torch.finfo(torch.float32).eps)
