@@ -1,0 +1,16 @@
+# FCOS R50-caffe FPN GN-head 1x COCO with a softmax focal classifier (focal_plugins): the head
+# predicts num_classes + 1 scores per point (last = background); alpha 0.25 on foreground
+# points, 0.75 on background ones.
+_base_ = 'mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py'
+custom_imports = dict(imports=['focal_plugins.mmdet'], allow_failed_imports=False)
+
+model = dict(
+    bbox_head=dict(
+        loss_cls=dict(
+            _delete_=True,
+            type='SoftmaxFocalLoss',
+            use_sigmoid=False,
+            gamma=2.0,
+            alpha=0.25,
+            alpha_mode='paper',
+            loss_weight=1.0)))

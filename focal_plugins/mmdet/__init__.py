@@ -1,0 +1,44 @@
+"""mmdetection 3.x plugin: registers the focal_plugins losses into ``mmdet.registry.MODELS``.
+
+Load it from a config the mmdet way::
+
+    custom_imports = dict(imports=['focal_plugins.mmdet'], allow_failed_imports=False)
+
+Registered names: ``GHMC``, ``GHMR``, ``SigmoidFocalLoss``, ``SoftmaxFocalLoss``, ``ASL1Loss``.
+``GHMC`` and ``GHMR`` replace mmdet's classes of the same name; mmdet's originals stay
+buildable as ``MMDetGHMC`` and ``MMDetGHMR`` (for A/B runs).
+
+Import order: mmdet registers its own GHMC/GHMR when ``mmdet.models`` is first imported, and
+an mmengine registry refuses a second registration of a name unless forced. ``mmdet.models``
+is also imported lazily by the registry itself on the first build (its ``locations``) and by
+``register_all_modules()``. So this module imports ``mmdet.models`` *first*, then registers
+with ``force=True``: whatever imports ``mmdet.models`` afterwards finds it already imported
+and registers nothing again, and ``type='GHMC'`` builds the plugin's class in either order.
+"""
+import mmdet.models  # noqa: F401  (must precede the registration below, see above)
+from mmdet.models.losses.ghm_loss import GHMC as MMDetGHMC
+from mmdet.models.losses.ghm_loss import GHMR as MMDetGHMR
+from mmdet.registry import MODELS
+
+from .losses import GHMC, GHMR, ASL1Loss, SigmoidFocalLoss, SoftmaxFocalLoss
+
+PLUGIN_LOSSES = {
+    "GHMC": GHMC,
+    "GHMR": GHMR,
+    "SigmoidFocalLoss": SigmoidFocalLoss,
+    "SoftmaxFocalLoss": SoftmaxFocalLoss,
+    "ASL1Loss": ASL1Loss,
+}
+MMDET_ORIGINALS = {"MMDetGHMC": MMDetGHMC, "MMDetGHMR": MMDetGHMR}
+
+
+def register() -> None:
+    """(Re-)register the plugin's losses and mmdet's originals; idempotent."""
+    for name, cls in {**PLUGIN_LOSSES, **MMDET_ORIGINALS}.items():
+        MODELS.register_module(name=name, module=cls, force=True)
+
+
+register()
+
+__all__ = ["GHMC", "GHMR", "SigmoidFocalLoss", "SoftmaxFocalLoss", "ASL1Loss",
+           "MMDetGHMC", "MMDetGHMR", "register"]

@@ -1,0 +1,260 @@
+"""mmdet-facing loss modules: thin wrappers that translate mmdet's calling conventions to the
+framework-free core (``focal_plugins.core``). No loss math lives here.
+
+mmdet heads call a loss as ``loss(pred, target, weight, avg_factor=..., reduction_override=...)``
+(FCOS passes no ``weight``). Labels are class indices in ``[0, num_classes]`` with
+``num_classes`` meaning background. Softmax losses see ``num_classes + 1`` logits whose last
+column is background.
+
+Softmax losses (``SoftmaxFocalLoss``, ``GHMC(use_sigmoid=False)``) expose the hooks mmdet's
+RoI box head and FCOS head look for: ``custom_activation`` / ``get_activation`` (softmax over
+all columns, background included), ``custom_accuracy`` / ``get_accuracy`` (``{'acc': ...}``,
+the same number as mmdet's own ``accuracy``) and ``get_cls_channels`` (``num_classes + 1``).
+``custom_cls_channels`` stays False on purpose: the heads' default channel count is already
+``num_classes + 1`` for softmax losses, and mmdet's dense heads would otherwise take
+``get_activation``'s output (which keeps the background column) as the per-class scores.
+
+The head decides the number of output channels from the *config* entry ``use_sigmoid``
+(``loss_cls.get('use_sigmoid', False)``), not from the built module, so a sigmoid loss must
+say ``use_sigmoid=True`` in the config, exactly as with mmdet's own ``FocalLoss``.
+"""
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from focal_plugins import core
+from focal_plugins.core import asl1_loss, sigmoid_focal_loss, softmax_focal_loss
+
+REDUCTIONS = ("none", "mean", "sum")
+
+__all__ = ["SigmoidFocalLoss", "SoftmaxFocalLoss", "GHMC", "GHMR", "ASL1Loss"]
+
+
+def _check_reduction(name: str, value, allow_none: bool = False) -> None:
+    if (value is None and allow_none) or value in REDUCTIONS:
+        return
+    raise ValueError(f"{name} must be one of {REDUCTIONS}"
+                     f"{' or None' if allow_none else ''}, got {value!r}")
+
+
+def _check_loss_weight(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ValueError(f"loss_weight must be a number, got {value!r}")
+    return float(value)
+
+
+def _check_bool(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _check_not_activated(activated) -> None:
+    if _check_bool("activated", activated):
+        raise ValueError("activated=True (predictions already passed through sigmoid/softmax) "
+                         "is not supported: the focal_plugins losses take raw logits; got "
+                         "activated=True")
+
+
+class _SoftmaxHooks:
+    """What mmdet's BBoxHead / FCOSHead ask of a softmax classification loss."""
+
+    custom_cls_channels = False
+    custom_activation = True
+    custom_accuracy = True
+
+    def get_cls_channels(self, num_classes: int) -> int:
+        return num_classes + 1
+
+    def get_activation(self, cls_score: Tensor) -> Tensor:
+        return cls_score.softmax(dim=-1)
+
+    def get_accuracy(self, cls_score: Tensor, labels: Tensor) -> dict:
+        from mmdet.models.losses import accuracy
+        return dict(acc=accuracy(cls_score, labels))
+
+
+class SigmoidFocalLoss(nn.Module):
+    """Sigmoid focal loss with explicit alpha handling, for mmdet's sigmoid heads.
+
+    Args mirror mmdet's ``FocalLoss`` (``use_sigmoid`` must be True, ``activated`` False) plus
+    the core's ``alpha`` (None, a float or one value per class) and ``alpha_mode``
+    (``'paper'``: alpha on positives, 1 - alpha on negatives; ``'uniform'``: alpha on both).
+    """
+
+    def __init__(self, use_sigmoid: bool = True, gamma: float = 2.0, alpha=0.25,
+                 alpha_mode: str = "paper", reduction: str = "mean", loss_weight: float = 1.0,
+                 activated: bool = False, impl: str = "auto"):
+        super().__init__()
+        if not _check_bool("use_sigmoid", use_sigmoid):
+            raise ValueError("SigmoidFocalLoss needs use_sigmoid=True (use SoftmaxFocalLoss for "
+                             "a softmax classifier), got use_sigmoid=False")
+        _check_not_activated(activated)
+        _check_reduction("reduction", reduction)
+        self.use_sigmoid = True
+        self.activated = False
+        self.gamma = gamma
+        self.alpha = alpha
+        self.alpha_mode = alpha_mode
+        self.reduction = reduction
+        self.loss_weight = _check_loss_weight(loss_weight)
+        self.impl = impl
+        # let the core validate gamma / alpha / alpha_mode / impl now, not at the first step
+        sigmoid_focal_loss(torch.zeros(1, 1), torch.zeros(1, 1), alpha=alpha, gamma=gamma,
+                           alpha_mode=alpha_mode, impl=impl)
+
+    def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None) -> Tensor:
+        _check_reduction("reduction_override", reduction_override, allow_none=True)
+        loss = sigmoid_focal_loss(pred, target, weight, alpha=self.alpha, gamma=self.gamma,
+                                  alpha_mode=self.alpha_mode,
+                                  reduction=reduction_override or self.reduction,
+                                  avg_factor=avg_factor, impl=self.impl)
+        return self.loss_weight * loss
+
+
+class SoftmaxFocalLoss(_SoftmaxHooks, nn.Module):
+    """Softmax focal loss over ``num_classes + 1`` logits (background = last column by default).
+
+    ``alpha``: None, a float (``alpha_mode='paper'``: alpha on foreground classes, 1 - alpha on
+    the background column) or one value per column. ``background_index`` defaults to the last
+    column, mmdet's convention.
+    """
+
+    def __init__(self, use_sigmoid: bool = False, gamma: float = 2.0, alpha=None,
+                 alpha_mode: str = "paper", background_index: Optional[int] = None,
+                 ignore_index: int = -100, reduction: str = "mean", loss_weight: float = 1.0,
+                 activated: bool = False, impl: str = "auto"):
+        super().__init__()
+        if _check_bool("use_sigmoid", use_sigmoid):
+            raise ValueError("SoftmaxFocalLoss needs use_sigmoid=False (use SigmoidFocalLoss "
+                             "for a sigmoid classifier), got use_sigmoid=True")
+        _check_not_activated(activated)
+        _check_reduction("reduction", reduction)
+        if background_index is not None and (isinstance(background_index, bool)
+                                             or not isinstance(background_index, int)):
+            raise ValueError(f"background_index must be an int or None, got {background_index!r}")
+        self.use_sigmoid = False
+        self.activated = False
+        self.gamma = gamma
+        self.alpha = alpha
+        self.alpha_mode = alpha_mode
+        self.background_index = background_index
+        self.ignore_index = ignore_index
+        self.reduction = reduction
+        self.loss_weight = _check_loss_weight(loss_weight)
+        self.impl = impl
+        n = 2 if alpha is None or isinstance(alpha, (int, float)) else len(alpha)
+        softmax_focal_loss(torch.zeros(1, n), torch.zeros(1, dtype=torch.long), alpha=alpha,
+                           gamma=gamma, alpha_mode=alpha_mode,
+                           background_index=n - 1 if background_index is None else background_index,
+                           ignore_index=ignore_index, impl=impl)
+
+    def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None) -> Tensor:
+        _check_reduction("reduction_override", reduction_override, allow_none=True)
+        bg = pred.shape[-1] - 1 if self.background_index is None else self.background_index
+        loss = softmax_focal_loss(pred, target, weight, alpha=self.alpha, gamma=self.gamma,
+                                  alpha_mode=self.alpha_mode, background_index=bg,
+                                  ignore_index=self.ignore_index,
+                                  reduction=reduction_override or self.reduction,
+                                  avg_factor=avg_factor, impl=self.impl)
+        return self.loss_weight * loss
+
+
+_AVG_FACTOR_DOC = """
+    ``use_avg_factor``: the heads pass an ``avg_factor`` (RetinaNet: number of positive
+    anchors; FCOS: positive points; RoI head: sampled RoIs). GHM normalises by its own
+    count of valid elements instead (the GHM paper, and what mmdet's GHM losses do: they
+    ignore ``avg_factor``), so by default the head's ``avg_factor`` is dropped. With
+    ``use_avg_factor=True`` it replaces GHM's denominator.
+"""
+
+
+def _avg(self, avg_factor):
+    return avg_factor if self.use_avg_factor else None
+
+
+class GHMC(core.GHMC):
+    """GHM-C for mmdet heads (the core's ``GHMC`` plus mmdet's hooks).
+
+    Works where mmdet's own GHMC cannot: without label weights (FCOS) and with
+    ``use_sigmoid=False`` (softmax over ``num_classes + 1`` columns, e.g. the RoI box head).
+    With ``use_sigmoid=True`` it gives the same loss as mmdet's GHMC for the same arguments.
+    ``ema``, ``ignore_index``, ``distributed``: see ``focal_plugins.core.GHMC``.
+    """ + _AVG_FACTOR_DOC
+
+    def __init__(self, bins: int = 10, momentum: float = 0.0, use_sigmoid: bool = True,
+                 loss_weight: float = 1.0, reduction: str = "mean", distributed="auto",
+                 use_avg_factor: bool = False, ema: str = "nonempty", ignore_index: int = -100):
+        _check_bool("use_sigmoid", use_sigmoid)
+        _check_reduction("reduction", reduction)
+        super().__init__(bins=bins, momentum=momentum, use_sigmoid=use_sigmoid,
+                         loss_weight=_check_loss_weight(loss_weight), reduction=reduction,
+                         distributed=distributed, ema=ema, ignore_index=ignore_index)
+        self.use_avg_factor = _check_bool("use_avg_factor", use_avg_factor)
+        softmax = not use_sigmoid
+        self.custom_cls_channels = False
+        self.custom_activation = softmax
+        self.custom_accuracy = softmax
+
+    get_cls_channels = _SoftmaxHooks.get_cls_channels
+    get_accuracy = _SoftmaxHooks.get_accuracy
+
+    def get_activation(self, cls_score: Tensor) -> Tensor:
+        return cls_score.softmax(-1) if not self.use_sigmoid else cls_score.sigmoid()
+
+    def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None) -> Tensor:
+        _check_reduction("reduction_override", reduction_override, allow_none=True)
+        return super().forward(pred, target, weight, avg_factor=_avg(self, avg_factor),
+                               reduction_override=reduction_override)
+
+
+class GHMR(core.GHMR):
+    """GHM-R (Authentic Smooth L1 with gradient-harmonised weights) as an mmdet ``loss_bbox``.
+
+    For delta-encoded boxes (``reg_decoded_bbox=False``): the head's ``bbox_weights`` (N, 4)
+    become the core's ``label_weight`` (validity mask). Equals mmdet's GHMR for the same
+    arguments.
+    """ + _AVG_FACTOR_DOC
+
+    def __init__(self, mu: float = 0.02, bins: int = 10, momentum: float = 0.0,
+                 loss_weight: float = 1.0, reduction: str = "mean", distributed="auto",
+                 use_avg_factor: bool = False, ema: str = "nonempty"):
+        _check_reduction("reduction", reduction)
+        super().__init__(mu=mu, bins=bins, momentum=momentum,
+                         loss_weight=_check_loss_weight(loss_weight), reduction=reduction,
+                         distributed=distributed, ema=ema)
+        self.use_avg_factor = _check_bool("use_avg_factor", use_avg_factor)
+
+    def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None) -> Tensor:
+        _check_reduction("reduction_override", reduction_override, allow_none=True)
+        return super().forward(pred, target, weight, avg_factor=_avg(self, avg_factor),
+                               reduction_override=reduction_override)
+
+
+class ASL1Loss(nn.Module):
+    """Authentic Smooth L1, ``sqrt(d^2 + mu^2) - mu``, as a plain mmdet ``loss_bbox``."""
+
+    def __init__(self, mu: float = 0.02, reduction: str = "mean", loss_weight: float = 1.0):
+        super().__init__()
+        _check_reduction("reduction", reduction)
+        self.mu = mu
+        self.reduction = reduction
+        self.loss_weight = _check_loss_weight(loss_weight)
+        asl1_loss(torch.zeros(1), torch.zeros(1), mu=mu)
+
+    def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None) -> Tensor:
+        _check_reduction("reduction_override", reduction_override, allow_none=True)
+        loss = asl1_loss(pred, target, weight, mu=self.mu,
+                         reduction=reduction_override or self.reduction, avg_factor=avg_factor)
+        return self.loss_weight * loss
