@@ -19,6 +19,21 @@ HBLOCK = 256        # elements per inner step of the histogram pass
 HITERS = 16         # inner steps per program of the histogram pass
 
 
+FILL_NAN = False    # tests: prefill every output so an element left unwritten shows up
+
+
+def _new(shape, dtype, device):
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    if FILL_NAN:
+        return torch.full(shape, float("nan") if dtype.is_floating_point else -(1 << 20),
+                          dtype=dtype, device=device)
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
+def _new_like(x):
+    return _new(x.shape, x.dtype, x.device)
+
+
 def _cdiv(a, b):
     return (a + b - 1) // b
 
@@ -129,11 +144,11 @@ def sigmoid_focal_launch(x, target, weight, a_pos, a_neg, gamma, mode, go=None):
     labels = target.dtype in (torch.int64, torch.int32)
     grid = (max(_cdiv(n, BLOCK), 1),)
     if mode == 0:
-        out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+        out = _new(x.shape, torch.float32, x.device)
     elif mode == 1:
-        out = torch.empty(grid[0], dtype=torch.float32, device=x.device)
+        out = _new(grid[0], torch.float32, x.device)
     else:
-        out = torch.empty_like(x)
+        out = _new_like(x)
     dummy = a_pos
     _sigmoid_focal_kernel[grid](
         x, target if labels else dummy, dummy if labels else target,
@@ -213,11 +228,11 @@ def softmax_focal_launch(x, labels, weight, a, gamma, ignore_index, mode, go=Non
     br, bc = _row_blocks(C)
     grid = (max(_cdiv(N, br), 1),)
     if mode == 0:
-        out = torch.empty(N, dtype=torch.float32, device=x.device)
+        out = _new(N, torch.float32, x.device)
     elif mode == 1:
-        out = torch.empty(grid[0], dtype=torch.float32, device=x.device)
+        out = _new(grid[0], torch.float32, x.device)
     else:
-        out = torch.empty_like(x)
+        out = _new_like(x)
     dummy = x
     _softmax_focal_kernel[grid](
         x, labels, dummy if weight is None else weight, dummy if a is None else a,
@@ -325,8 +340,8 @@ def ghm_elem_hist(x, target, label_weight, edges, bins, kind, mu=0.0):
     labels = target.dtype in (torch.int64, torch.int32)
     nb = triton.next_power_of_2(bins + 1)
     P = max(_cdiv(n, HBLOCK * HITERS), 1)
-    cnt = torch.empty((P, nb), dtype=torch.int32, device=x.device)
-    sums = torch.empty((P, nb), dtype=torch.float32, device=x.device)
+    cnt = _new((P, nb), torch.int32, x.device)
+    sums = _new((P, nb), torch.float32, x.device)
     dummy = sums
     _ghm_elem_hist_kernel[(P,)](
         x, target if labels else dummy, dummy if labels else target,
@@ -342,8 +357,8 @@ def ghm_elem_apply(x, target, label_weight, edges, wb, bins, kind, mode, mu=0.0,
     C = x.shape[-1] if x.dim() >= 2 else 1
     labels = target.dtype in (torch.int64, torch.int32)
     grid = (max(_cdiv(n, BLOCK), 1),)
-    out = torch.empty(x.shape, dtype=torch.float32, device=x.device) if mode == 0 \
-        else torch.empty_like(x)
+    out = _new(x.shape, torch.float32, x.device) if mode == 0 \
+        else _new_like(x)
     dummy = wb
     _ghm_elem_apply_kernel[grid](
         x, target if labels else dummy, dummy if labels else target,
@@ -402,8 +417,8 @@ def ghm_rows_hist(x, labels, label_weight, edges, bins, ignore_index):
     br, bc = _row_blocks(C)
     nb = triton.next_power_of_2(bins + 1)
     P = max(_cdiv(N, br), 1)
-    cnt = torch.empty((P, nb), dtype=torch.int32, device=x.device)
-    sums = torch.empty((P, nb), dtype=torch.float32, device=x.device)
+    cnt = _new((P, nb), torch.int32, x.device)
+    sums = _new((P, nb), torch.float32, x.device)
     _ghm_rows_hist_kernel[(P,)](
         x, labels, sums if label_weight is None else label_weight, edges, cnt, sums, N, C,
         int(ignore_index), int(bins), HAS_LW=label_weight is not None, NB=nb, BLOCK_R=br,
@@ -415,8 +430,8 @@ def ghm_rows_apply(x, labels, label_weight, edges, wb, bins, ignore_index, mode,
     N, C = x.shape
     br, bc = _row_blocks(C)
     grid = (max(_cdiv(N, br), 1),)
-    out = torch.empty(N, dtype=torch.float32, device=x.device) if mode == 0 \
-        else torch.empty_like(x)
+    out = _new(N, torch.float32, x.device) if mode == 0 \
+        else _new_like(x)
     _ghm_rows_apply_kernel[grid](
         x, labels, wb if label_weight is None else label_weight, edges, wb, wb if go is None else go,
         out, N, C, int(ignore_index), int(bins), HAS_LW=label_weight is not None, MODE=mode,

@@ -1,0 +1,44 @@
+"""Triton kernels vs reference, in a subprocess: under TRITON_INTERPRET=1 on CPU tensors
+(CI), and natively on CUDA where a GPU is present. A subprocess keeps the interpreter
+setting out of this pytest process (triton reads it at import)."""
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def _run(device, *checks):
+    env = dict(os.environ)
+    env.pop("TRITON_INTERPRET", None)
+    if device == "cpu":
+        env["TRITON_INTERPRET"] = "1"
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-m", "focal_plugins.kernels.tests._kernel_checks",
+                          device, *checks], capture_output=True, text=True, env=env, cwd=ROOT,
+                         timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+    assert "ALL OK" in out.stdout, out.stdout[-3000:]
+    return out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_TRITON, reason="triton not installed")
+@pytest.mark.parametrize("checks", [("sigmoid", "lowp"), ("softmax",), ("ghm",)])
+def test_kernels_match_reference_interpreter(checks):
+    _run("cpu", *checks)
+
+
+@pytest.mark.skipif(not (HAS_TRITON and torch.cuda.is_available()), reason="no CUDA GPU")
+def test_kernels_match_reference_cuda():
+    _run("cuda")
+
+
+def test_interpreter_not_set_in_this_process():
+    # the subprocess tests must not leak TRITON_INTERPRET into ordinary runs
+    assert os.environ.get("TRITON_INTERPRET", "0") != "1" or not torch.cuda.is_available()
