@@ -1,0 +1,104 @@
+"""YACS keys, model-zoo config access and ``_BASE_: model_zoo://...`` resolution.
+
+The yaml configs of this package inherit from detectron2's model-zoo configs with
+``_BASE_: "model_zoo://COCO-Detection/retinanet_R_50_FPN_1x.yaml"``: a path relative to
+detectron2's shipped ``configs/`` folder, wherever detectron2 is installed. detectron2 (via
+fvcore) resolves a relative ``_BASE_`` against the including file's folder, which cannot
+reach an installed package, so such configs are loaded through :func:`get_cfg` (or
+:class:`FocalPluginsCfgNode`), whose ``merge_from_file`` understands the prefix. Plain
+relative and absolute ``_BASE_`` paths work as in detectron2.
+"""
+import os
+from importlib.util import find_spec
+
+from detectron2.config import CfgNode as _D2CfgNode
+from detectron2.config import LazyConfig
+from detectron2.config import get_cfg as _d2_get_cfg
+
+__all__ = [
+    "MODEL_ZOO_PREFIX", "add_focal_plugins_config", "get_cfg", "FocalPluginsCfgNode",
+    "model_zoo_config_file", "get_model_zoo_config",
+]
+
+MODEL_ZOO_PREFIX = "model_zoo://"
+
+#: the heads whose losses the plugin can change, and their nodes under MODEL.FOCAL_PLUGINS
+HEADS = ("RETINANET", "RPN", "ROI_BOX_HEAD")
+
+
+def _loss_node(node_cls):
+    node = node_cls()
+    node.NAME = ""  # "" keeps detectron2's own loss
+    node.ALPHA = None  # None: the loss's default; < 0: none; float; or per-class list
+    node.ALPHA_MODE = "paper"
+    node.GAMMA = 2.0
+    node.BINS = 10
+    node.MOMENTUM = 0.0
+    node.MU = 0.02
+    node.LOSS_WEIGHT = 1.0
+    return node
+
+
+def add_focal_plugins_config(cfg):
+    """Add ``cfg.MODEL.FOCAL_PLUGINS.{RETINANET,RPN,ROI_BOX_HEAD}.{CLS_LOSS,BOX_LOSS}`` with
+    fields NAME, ALPHA, ALPHA_MODE, GAMMA, BINS, MOMENTUM, MU, LOSS_WEIGHT. NAME is one of
+    SigmoidFocalLoss, SoftmaxFocalLoss, GHMC (classification), GHMR, ASL1Loss (box
+    regression), or "" for detectron2's own loss (the default everywhere). Idempotent."""
+    node_cls = type(cfg)  # yacs merges only nodes of one class
+    root = cfg.MODEL.get("FOCAL_PLUGINS", None)
+    if root is None:
+        root = cfg.MODEL.FOCAL_PLUGINS = node_cls()
+    for head in HEADS:
+        if head not in root:
+            root[head] = node_cls()
+        for slot in ("CLS_LOSS", "BOX_LOSS"):
+            if slot not in root[head]:
+                root[head][slot] = _loss_node(node_cls)
+    return cfg
+
+
+def model_zoo_config_file(config_path: str) -> str:
+    """The file of a config shipped with detectron2, e.g.
+    ``"COCO-Detection/retinanet_R_50_FPN_1x.yaml"``; the same file as
+    ``detectron2.model_zoo.get_config_file``, found without importing
+    ``detectron2.model_zoo`` (whose 0.6 release needs ``pkg_resources``)."""
+    rel = config_path[len(MODEL_ZOO_PREFIX):] if config_path.startswith(MODEL_ZOO_PREFIX) \
+        else config_path
+    spec = find_spec("detectron2")
+    for root in spec.submodule_search_locations or []:
+        path = os.path.join(root, "model_zoo", "configs", rel)
+        if os.path.isfile(path):
+            return path
+    raise ValueError(f"{config_path!r} is not a config of detectron2's model zoo")
+
+
+def get_model_zoo_config(config_path: str):
+    """A model-zoo config: a LazyConfig (``.py``) as ``LazyConfig.load`` gives it, or for a
+    ``.yaml`` a :func:`get_cfg` config merged with it. Like
+    ``detectron2.model_zoo.get_config(config_path)``."""
+    path = model_zoo_config_file(config_path)
+    if path.endswith(".py"):
+        return LazyConfig.load(path)
+    cfg = get_cfg()
+    cfg.merge_from_file(path)
+    return cfg
+
+
+class FocalPluginsCfgNode(_D2CfgNode):
+    """detectron2's CfgNode, plus ``_BASE_`` paths of the form ``model_zoo://<path>``."""
+
+    @classmethod
+    def load_yaml_with_base(cls, filename, allow_unsafe=False):
+        # fvcore joins a relative _BASE_ to the including file's folder before recursing,
+        # so the prefix may arrive after a folder part.
+        if isinstance(filename, str) and MODEL_ZOO_PREFIX in filename:
+            filename = model_zoo_config_file(filename[filename.index(MODEL_ZOO_PREFIX):])
+        return super().load_yaml_with_base(filename, allow_unsafe=allow_unsafe)
+
+
+def get_cfg():
+    """detectron2's default config with the focal-plugins keys, as a
+    :class:`FocalPluginsCfgNode` (so ``merge_from_file`` resolves ``model_zoo://``)."""
+    cfg = FocalPluginsCfgNode(_d2_get_cfg())
+    add_focal_plugins_config(cfg)
+    return cfg

@@ -1,0 +1,186 @@
+"""Faster R-CNN parts with configurable losses: the proposal generator "FocalPluginsRPN", the
+RoI heads "FocalPluginsROIHeads" and their box predictor
+:class:`FocalPluginsFastRCNNOutputLayers`."""
+import torch
+from torch.nn import functional as F
+
+from detectron2.config import configurable
+from detectron2.layers import cat, cross_entropy, nonzero_tuple
+from detectron2.modeling import PROPOSAL_GENERATOR_REGISTRY, ROI_HEADS_REGISTRY
+from detectron2.modeling.box_regression import _dense_box_regression_loss
+from detectron2.modeling.proposal_generator.rpn import RPN
+from detectron2.modeling.roi_heads import StandardROIHeads
+from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers, _log_classification_stats
+from detectron2.utils.events import get_event_storage
+
+from .dense import focal_plugins_node
+from .losses import build_loss, check_loss_for_slot
+
+__all__ = ["FocalPluginsRPN", "FocalPluginsROIHeads", "FocalPluginsFastRCNNOutputLayers"]
+
+
+def _build(cfg, head):
+    node = focal_plugins_node(cfg, head)
+    prefix = f"MODEL.FOCAL_PLUGINS.{head}"
+    return (build_loss(node.CLS_LOSS, slot=f"{head}.CLS_LOSS", key=prefix + ".CLS_LOSS"),
+            build_loss(node.BOX_LOSS, slot=f"{head}.BOX_LOSS", key=prefix + ".BOX_LOSS"))
+
+
+def _check_delta_loss(box_loss, box_reg_loss_type, option):
+    if box_loss is not None and box_reg_loss_type != "smooth_l1":
+        raise ValueError(
+            f"{option} = {box_reg_loss_type!r} conflicts with the plugin box loss "
+            f"{box_loss.NAME!r}, which works on box deltas: use 'smooth_l1'")
+
+
+@PROPOSAL_GENERATOR_REGISTRY.register()
+class FocalPluginsRPN(RPN):
+    """detectron2's RPN with plugin objectness (SigmoidFocalLoss or GHMC on the single
+    objectness logit) and box losses (GHMR, ASL1Loss on the anchor deltas). Sampling,
+    the normaliser (batch_size_per_image x images) and loss weights are detectron2's.
+
+    YACS: ``MODEL.PROPOSAL_GENERATOR.NAME: "FocalPluginsRPN"`` and
+    ``MODEL.FOCAL_PLUGINS.RPN.{CLS_LOSS,BOX_LOSS}``; LazyConfig: ``cls_loss=``, ``box_loss=``.
+    """
+
+    @configurable
+    def __init__(self, *, cls_loss=None, box_loss=None, **kwargs):
+        super().__init__(**kwargs)
+        self.cls_loss = check_loss_for_slot(cls_loss, "RPN.CLS_LOSS", key="cls_loss")
+        self.box_loss = check_loss_for_slot(box_loss, "RPN.BOX_LOSS", key="box_loss")
+        _check_delta_loss(self.box_loss, self.box_reg_loss_type,
+                          "box_reg_loss_type (MODEL.RPN.BBOX_REG_LOSS_TYPE)")
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        cls_loss, box_loss = _build(cfg, "RPN")
+        ret = super().from_config(cfg, input_shape)
+        ret.update(cls_loss=cls_loss, box_loss=box_loss)
+        return ret
+
+    def losses(self, anchors, pred_objectness_logits, gt_labels, pred_anchor_deltas, gt_boxes):
+        if self.cls_loss is None and self.box_loss is None:
+            return super().losses(anchors, pred_objectness_logits, gt_labels,
+                                  pred_anchor_deltas, gt_boxes)
+        num_images = len(gt_labels)
+        gt_labels = torch.stack(gt_labels)  # (N, R): 1 object, 0 background, -1 ignored
+        pos_mask = gt_labels == 1
+        num_pos_anchors = pos_mask.sum().item()
+        num_neg_anchors = (gt_labels == 0).sum().item()
+        storage = get_event_storage()
+        storage.put_scalar("rpn/num_pos_anchors", num_pos_anchors / num_images)
+        storage.put_scalar("rpn/num_neg_anchors", num_neg_anchors / num_images)
+        normalizer = self.batch_size_per_image * num_images
+
+        if self.box_loss is None:
+            loss_loc = _dense_box_regression_loss(
+                anchors, self.box2box_transform, pred_anchor_deltas, gt_boxes, pos_mask,
+                box_reg_loss_type=self.box_reg_loss_type, smooth_l1_beta=self.smooth_l1_beta,
+            ) / normalizer
+        else:
+            all_anchors = type(anchors[0]).cat(anchors).tensor
+            gt_deltas = torch.stack(
+                [self.box2box_transform.get_deltas(all_anchors, k) for k in gt_boxes])
+            loss_loc = self.box_loss(cat(pred_anchor_deltas, dim=1)[pos_mask],
+                                     gt_deltas[pos_mask], normalizer)
+
+        valid_mask = gt_labels >= 0
+        logits = cat(pred_objectness_logits, dim=1)[valid_mask]
+        labels = gt_labels[valid_mask]
+        if self.cls_loss is None:
+            loss_cls = F.binary_cross_entropy_with_logits(
+                logits, labels.to(torch.float32), reduction="sum") / normalizer
+        else:
+            # one class ("object", index 0); index 1 = background
+            loss_cls = self.cls_loss(logits[:, None], (1 - labels).long(), 1, normalizer)
+        losses = {"loss_rpn_cls": loss_cls, "loss_rpn_loc": loss_loc}
+        return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
+
+
+class FocalPluginsFastRCNNOutputLayers(FastRCNNOutputLayers):
+    """detectron2's box predictor (num_classes + 1 scores, background last) with plugin
+    classification (SoftmaxFocalLoss or softmax GHMC over all columns; SigmoidFocalLoss
+    on the foreground columns) and box losses (GHMR, ASL1Loss on the deltas of the
+    foreground proposals). The normaliser is the number of sampled proposals, as for
+    detectron2's own losses. Inference scores: softmax, or sigmoid for SigmoidFocalLoss.
+    """
+
+    @configurable
+    def __init__(self, input_shape, *, cls_loss=None, box_loss=None, **kwargs):
+        super().__init__(input_shape, **kwargs)
+        self.cls_loss = check_loss_for_slot(cls_loss, "ROI_BOX_HEAD.CLS_LOSS", key="cls_loss")
+        self.box_loss = check_loss_for_slot(box_loss, "ROI_BOX_HEAD.BOX_LOSS", key="box_loss")
+        _check_delta_loss(self.box_loss, self.box_reg_loss_type,
+                          "box_reg_loss_type (MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE)")
+        if self.cls_loss is not None and (getattr(self, "use_sigmoid_ce", False)
+                                          or getattr(self, "use_fed_loss", False)):
+            raise ValueError(
+                f"MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE / USE_FED_LOSS conflict with the plugin "
+                f"classification loss {self.cls_loss.NAME!r}: turn them off")
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        cls_loss, box_loss = _build(cfg, "ROI_BOX_HEAD")
+        ret = super().from_config(cfg, input_shape)
+        ret.update(cls_loss=cls_loss, box_loss=box_loss)
+        return ret
+
+    def losses(self, predictions, proposals):
+        if self.cls_loss is None and self.box_loss is None:
+            return super().losses(predictions, proposals)
+        scores, proposal_deltas = predictions
+        gt_classes = (
+            cat([p.gt_classes for p in proposals], dim=0) if len(proposals) else torch.empty(0)
+        )
+        _log_classification_stats(scores, gt_classes)
+        if len(proposals):
+            proposal_boxes = cat([p.proposal_boxes.tensor for p in proposals], dim=0)
+            gt_boxes = cat(
+                [(p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor
+                 for p in proposals], dim=0)
+        else:
+            proposal_boxes = gt_boxes = torch.empty((0, 4), device=proposal_deltas.device)
+        normalizer = max(gt_classes.numel(), 1)
+
+        if self.cls_loss is None:
+            if getattr(self, "use_sigmoid_ce", False):
+                loss_cls = self.sigmoid_cross_entropy_loss(scores, gt_classes)
+            else:
+                loss_cls = cross_entropy(scores, gt_classes, reduction="mean")
+        else:
+            loss_cls = self.cls_loss(scores, gt_classes.long(), self.num_classes, normalizer)
+
+        if self.box_loss is None:
+            loss_box = self.box_reg_loss(proposal_boxes, gt_boxes, proposal_deltas, gt_classes)
+        else:
+            box_dim = proposal_boxes.shape[1]
+            fg = nonzero_tuple((gt_classes >= 0) & (gt_classes < self.num_classes))[0]
+            if proposal_deltas.shape[1] == box_dim:  # class-agnostic
+                fg_pred = proposal_deltas[fg]
+            else:
+                fg_pred = proposal_deltas.view(-1, self.num_classes, box_dim)[fg, gt_classes[fg]]
+            target = self.box2box_transform.get_deltas(proposal_boxes[fg], gt_boxes[fg])
+            loss_box = self.box_loss(fg_pred, target, normalizer)
+        losses = {"loss_cls": loss_cls, "loss_box_reg": loss_box}
+        return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
+
+    def predict_probs(self, predictions, proposals):
+        if self.cls_loss is None or self.cls_loss.softmax_scores or self.cls_loss.NAME == "GHMC":
+            return super().predict_probs(predictions, proposals)
+        scores, _ = predictions
+        probs = torch.sigmoid(scores)
+        probs = torch.cat([probs[:, : self.num_classes], probs.new_zeros(len(probs), 1)], dim=1)
+        return probs.split([len(p) for p in proposals], dim=0)
+
+
+@ROI_HEADS_REGISTRY.register()
+class FocalPluginsROIHeads(StandardROIHeads):
+    """detectron2's StandardROIHeads with :class:`FocalPluginsFastRCNNOutputLayers` as its box
+    predictor, configured by ``MODEL.FOCAL_PLUGINS.ROI_BOX_HEAD``. (In a LazyConfig use
+    StandardROIHeads with ``box_predictor=L(FocalPluginsFastRCNNOutputLayers)(...)``.)"""
+
+    @classmethod
+    def _init_box_head(cls, cfg, input_shape):
+        ret = super()._init_box_head(cfg, input_shape)
+        ret["box_predictor"] = FocalPluginsFastRCNNOutputLayers(cfg, ret["box_head"].output_shape)
+        return ret

@@ -1,0 +1,122 @@
+"""RetinaNet with configurable losses (meta-architecture "FocalPluginsRetinaNet")."""
+from typing import List
+
+import torch
+from fvcore.nn import sigmoid_focal_loss_jit
+from torch.nn import functional as F
+
+from detectron2.config import configurable
+from detectron2.layers import cat
+from detectron2.modeling import META_ARCH_REGISTRY
+from detectron2.modeling.box_regression import _dense_box_regression_loss
+from detectron2.modeling.meta_arch.retinanet import RetinaNet, RetinaNetHead
+from detectron2.structures import Instances
+from detectron2.utils.events import get_event_storage
+
+from .losses import build_loss, check_loss_for_slot
+from .dense import DenseLossMixin, focal_plugins_node
+
+__all__ = ["FocalPluginsRetinaNet"]
+
+
+@META_ARCH_REGISTRY.register()
+class FocalPluginsRetinaNet(DenseLossMixin, RetinaNet):
+    """detectron2's RetinaNet whose classification and box losses come from loss objects
+    (``cls_loss``, ``box_loss``; None keeps detectron2's own). Everything else, anchors,
+    matching, the ``num_pos_anchors`` EMA normaliser and inference, is detectron2's.
+
+    YACS: ``MODEL.META_ARCHITECTURE: "FocalPluginsRetinaNet"`` with
+    ``MODEL.FOCAL_PLUGINS.RETINANET.{CLS_LOSS,BOX_LOSS}``. LazyConfig: pass
+    ``cls_loss=L(build_loss)(name=...)``. With SoftmaxFocalLoss the head must predict
+    num_classes + 1 scores per anchor (background last): from YACS the head is built so;
+    in a LazyConfig set ``model.head.num_classes`` to num_classes + 1. Inference then takes
+    the softmax, drops the background column and runs detectron2's usual top-k and NMS.
+    """
+
+    _slot = "RETINANET"
+
+    @configurable
+    def __init__(self, *, cls_loss=None, box_loss=None, **kwargs):
+        super().__init__(**kwargs)
+        self._init_plugin_losses(cls_loss, box_loss, num_anchors=self._num_anchors())
+        if self.box_loss is not None and self.box_reg_loss_type != "smooth_l1":
+            raise ValueError(
+                f"box_reg_loss_type (MODEL.RETINANET.BBOX_REG_LOSS_TYPE) = "
+                f"{self.box_reg_loss_type!r} conflicts with the plugin box loss "
+                f"{self.box_loss.NAME!r}, which works on box deltas: use 'smooth_l1'")
+
+    def _num_anchors(self):
+        n = getattr(self.anchor_generator, "num_cell_anchors", None)
+        return n[0] if n else None
+
+    @classmethod
+    def from_config(cls, cfg):
+        node = focal_plugins_node(cfg, "RETINANET")
+        prefix = "MODEL.FOCAL_PLUGINS.RETINANET"
+        cls_loss = build_loss(node.CLS_LOSS, slot="RETINANET.CLS_LOSS", key=prefix + ".CLS_LOSS")
+        box_loss = build_loss(node.BOX_LOSS, slot="RETINANET.BOX_LOSS", key=prefix + ".BOX_LOSS")
+        ret = super().from_config(cfg)
+        if cls_loss is not None and cls_loss.needs_background:
+            # the same head with one more score per anchor: the background column
+            backbone_shape = ret["backbone"].output_shape()
+            shapes = [backbone_shape[f] for f in cfg.MODEL.RETINANET.IN_FEATURES]
+            head_args = RetinaNetHead.from_config(cfg, shapes)
+            head_args["num_classes"] = cfg.MODEL.RETINANET.NUM_CLASSES + 1
+            ret["head"] = RetinaNetHead(**head_args)
+        ret["cls_loss"] = cls_loss
+        ret["box_loss"] = box_loss
+        return ret
+
+    def forward_training(self, images, features, predictions, gt_instances):
+        pred_logits, pred_anchor_deltas = self._transpose_dense_predictions(
+            predictions, [self._num_cls_outputs, 4]
+        )
+        anchors = self.anchor_generator(features)
+        gt_labels, gt_boxes = self.label_anchors(anchors, gt_instances)
+        return self.losses(anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes)
+
+    def losses(self, anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes):
+        if self.cls_loss is None and self.box_loss is None:
+            return super().losses(anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes)
+        num_images = len(gt_labels)
+        gt_labels = torch.stack(gt_labels)  # (N, R), -1 ignore, num_classes background
+        valid_mask = gt_labels >= 0
+        pos_mask = valid_mask & (gt_labels != self.num_classes)
+        num_pos_anchors = pos_mask.sum().item()
+        get_event_storage().put_scalar("num_pos_anchors", num_pos_anchors / num_images)
+        # detectron2's normaliser: EMA of the number of positive anchors (initial 100)
+        normalizer = self._ema_update("loss_normalizer", max(num_pos_anchors, 1), 100)
+
+        logits = cat(pred_logits, dim=1)[valid_mask]
+        labels = gt_labels[valid_mask]
+        if self.cls_loss is None:  # detectron2's own
+            target = F.one_hot(labels, num_classes=self.num_classes + 1)[:, :-1]
+            loss_cls = sigmoid_focal_loss_jit(
+                logits, target.to(logits.dtype), alpha=self.focal_loss_alpha,
+                gamma=self.focal_loss_gamma, reduction="sum") / normalizer
+        else:
+            loss_cls = self.cls_loss(logits, labels, self.num_classes, normalizer)
+
+        if self.box_loss is None:
+            loss_box_reg = _dense_box_regression_loss(
+                anchors, self.box2box_transform, pred_anchor_deltas, gt_boxes, pos_mask,
+                box_reg_loss_type=self.box_reg_loss_type, smooth_l1_beta=self.smooth_l1_beta,
+            ) / normalizer
+        else:
+            loss_box_reg = self._plugin_box_loss(anchors, pred_anchor_deltas, gt_boxes,
+                                                 pos_mask, normalizer)
+        return {"loss_cls": loss_cls, "loss_box_reg": loss_box_reg}
+
+    def forward_inference(self, images, features, predictions):
+        if not self._softmax_scores:
+            return super().forward_inference(images, features, predictions)
+        pred_logits, pred_anchor_deltas = self._transpose_dense_predictions(
+            predictions, [self._num_cls_outputs, 4]
+        )
+        anchors = self.anchor_generator(features)
+        results: List[Instances] = []
+        for img_idx, image_size in enumerate(images.image_sizes):
+            scores = [x[img_idx].softmax(dim=-1)[:, : self.num_classes] for x in pred_logits]
+            deltas = [x[img_idx] for x in pred_anchor_deltas]
+            results.append(self.inference_single_image(anchors, scores, deltas, image_size))
+        return results

@@ -1,0 +1,304 @@
+"""The detectron2 adapter: config keys and validation, every shipped config trains a step,
+overrides change the loss computed, equality with stock RetinaNet, LazyConfig overrides."""
+import glob
+import os
+
+import pytest
+import torch
+
+pytest.importorskip("detectron2")
+
+from detectron2.config import LazyConfig, instantiate  # noqa: E402
+from detectron2.config import get_cfg as d2_get_cfg  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
+from detectron2.structures import Boxes, Instances  # noqa: E402
+from detectron2.utils.events import EventStorage  # noqa: E402
+
+import focal_plugins.detectron2 as fpd2  # noqa: E402
+from focal_plugins.detectron2 import (  # noqa: E402
+    FocalPluginsRPN, add_focal_plugins_config, build_loss, get_cfg, model_zoo_config_file)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+CONFIG_DIR = os.path.join(ROOT, "configs", "detectron2")
+YAMLS = sorted(glob.glob(os.path.join(CONFIG_DIR, "*.yaml")))
+PYS = sorted(glob.glob(os.path.join(CONFIG_DIR, "*.py")))
+SIZE = 128
+
+
+def _batch(num_classes=80, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(2):
+        inst = Instances((SIZE, SIZE))
+        inst.gt_boxes = Boxes(torch.tensor([[10.0, 12.0, 70.0, 90.0], [40.0, 30.0, 120.0, 100.0],
+                                            [5.0, 60.0, 40.0, 120.0]]))
+        inst.gt_classes = torch.tensor([i % num_classes, (i + 3) % num_classes, 7 % num_classes])
+        out.append({"image": torch.randint(0, 256, (3, SIZE, SIZE), generator=g).float(),
+                    "instances": inst, "height": SIZE, "width": SIZE})
+    return out
+
+
+def _losses(model, batch, seed=0):
+    model.train()
+    torch.manual_seed(seed)  # RPN / RoI sampling
+    with EventStorage(0):
+        return model(batch)
+
+
+def _yaml_cfg(path, opts=()):
+    cfg = get_cfg()
+    cfg.merge_from_file(path)
+    cfg.merge_from_list(["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", *opts])
+    return cfg
+
+
+def _build(cfg, seed=0):
+    torch.manual_seed(seed)
+    return build_model(cfg)
+
+
+def _step(model, batch):
+    losses = _losses(model, batch)
+    for k, v in losses.items():
+        assert torch.isfinite(v), f"{k} = {v}"
+    total = sum(losses.values())
+    model.zero_grad()
+    total.backward()
+    grads = [p.grad.norm() for p in model.parameters() if p.grad is not None]
+    assert grads and torch.stack(grads).sum() > 0
+    return losses
+
+
+# ---------------------------------------------------------------- config keys and checks
+
+def test_config_keys_and_defaults():
+    cfg = add_focal_plugins_config(d2_get_cfg())
+    add_focal_plugins_config(cfg)  # idempotent
+    for head in ("RETINANET", "RPN", "ROI_BOX_HEAD"):
+        for slot in ("CLS_LOSS", "BOX_LOSS"):
+            node = cfg.MODEL.FOCAL_PLUGINS[head][slot]
+            assert set(node) == {"NAME", "ALPHA", "ALPHA_MODE", "GAMMA", "BINS", "MOMENTUM",
+                                 "MU", "LOSS_WEIGHT"}
+            assert node.NAME == ""
+            assert build_loss(node) is None
+
+
+@pytest.mark.parametrize("opts, message", [
+    (["MODEL.FOCAL_PLUGINS.RETINANET.CLS_LOSS.NAME", "FocalLoss"],
+     "MODEL.FOCAL_PLUGINS.RETINANET.CLS_LOSS.NAME = 'FocalLoss'"),
+    (["MODEL.FOCAL_PLUGINS.RETINANET.CLS_LOSS.NAME", "GHMR"],
+     "MODEL.FOCAL_PLUGINS.RETINANET.CLS_LOSS.NAME = 'GHMR'"),
+    (["MODEL.FOCAL_PLUGINS.RETINANET.BOX_LOSS.NAME", "GHMC"],
+     "MODEL.FOCAL_PLUGINS.RETINANET.BOX_LOSS.NAME = 'GHMC'"),
+    (["MODEL.FOCAL_PLUGINS.RETINANET.CLS_LOSS.BINS", 0],
+     "MODEL.FOCAL_PLUGINS.RETINANET.CLS_LOSS.BINS"),
+    (["MODEL.FOCAL_PLUGINS.RETINANET.CLS_LOSS.MOMENTUM", 1.0],
+     "MODEL.FOCAL_PLUGINS.RETINANET.CLS_LOSS.MOMENTUM"),
+    (["MODEL.FOCAL_PLUGINS.RETINANET.BOX_LOSS.MU", 0.0],
+     "MODEL.FOCAL_PLUGINS.RETINANET.BOX_LOSS.MU"),
+])
+def test_bad_retinanet_values_raise_naming_key_and_value(opts, message):
+    cfg = _yaml_cfg(os.path.join(CONFIG_DIR, "retinanet_R_50_FPN_1x_ghm.yaml"), opts)
+    with pytest.raises(ValueError, match=message.replace(".", r"\.")) as err:
+        build_model(cfg)
+    assert repr(opts[1]) in str(err.value) or str(opts[1]) in str(err.value)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("GAMMA", -1.0), ("ALPHA", 1.5), ("ALPHA_MODE", "binary"), ("LOSS_WEIGHT", float("nan"))])
+def test_bad_focal_values_raise(field, value):
+    node = add_focal_plugins_config(d2_get_cfg()).MODEL.FOCAL_PLUGINS.ROI_BOX_HEAD.CLS_LOSS
+    node.NAME = "SoftmaxFocalLoss"
+    node[field] = value
+    key = "MODEL.FOCAL_PLUGINS.ROI_BOX_HEAD.CLS_LOSS"
+    with pytest.raises(ValueError, match=rf"{key}\.{field}.*{value!r}"[:200].replace("(", r"\(")):
+        build_loss(node, slot="ROI_BOX_HEAD.CLS_LOSS", key=key)
+
+
+def test_slot_rules():
+    key = "MODEL.FOCAL_PLUGINS.RPN.CLS_LOSS"
+    with pytest.raises(ValueError, match=r"RPN\.CLS_LOSS\.NAME = 'SoftmaxFocalLoss'"):
+        build_loss(name="SoftmaxFocalLoss", slot="RPN.CLS_LOSS", key=key)
+    # lazy path: the component checks the object it is given
+    cfg = LazyConfig.load(os.path.join(CONFIG_DIR, "faster_rcnn_R_50_FPN_1x_ghm.py"))
+    cfg.model.proposal_generator.cls_loss.name = "SoftmaxFocalLoss"
+    with pytest.raises(ValueError, match=r"cls_loss\.NAME = 'SoftmaxFocalLoss'"):
+        instantiate(cfg.model.proposal_generator)
+    cfg.model.proposal_generator.cls_loss.name = "GHMR"
+    with pytest.raises(ValueError, match="'GHMR'"):
+        instantiate(cfg.model.proposal_generator)
+    assert issubclass(FocalPluginsRPN, torch.nn.Module)
+    for name in fpd2.SLOT_NAMES["RETINANET.CLS_LOSS"]:
+        assert build_loss(name=name, slot="RETINANET.CLS_LOSS").NAME == name
+
+
+def test_model_zoo_base_resolution():
+    cfg = _yaml_cfg(os.path.join(CONFIG_DIR, "retinanet_R_50_FPN_1x_ghm.yaml"))
+    assert cfg.MODEL.META_ARCHITECTURE == "FocalPluginsRetinaNet"
+    # inherited through model_zoo:// from detectron2's retinanet yaml and its Base-RetinaNet
+    assert cfg.MODEL.RETINANET.IOU_THRESHOLDS == [0.4, 0.5]
+    assert cfg.MODEL.BACKBONE.NAME == "build_retinanet_resnet_fpn_backbone"
+    assert cfg.MODEL.FOCAL_PLUGINS.RETINANET.CLS_LOSS.BINS == 30
+    assert os.path.isfile(model_zoo_config_file("model_zoo://COCO-Detection/fcos_R_50_FPN_1x.py"))
+    with pytest.raises(ValueError, match="no_such.yaml"):
+        model_zoo_config_file("COCO-Detection/no_such.yaml")
+
+
+# ---------------------------------------------------------------- every shipped config
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", YAMLS, ids=os.path.basename)
+def test_every_yaml_config_trains_one_step(path):
+    cfg = _yaml_cfg(path)
+    model = _build(cfg)
+    losses = _step(model, _batch())
+    assert losses
+    # GHM momentum state is model state: in the checkpoint, updated by the step
+    ghm_state = {k: v for k, v in model.state_dict().items() if k.endswith("acc_sum")}
+    if "ghm" in os.path.basename(path):
+        assert ghm_state and all(v.abs().sum() > 0 for v in ghm_state.values()), ghm_state.keys()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", PYS, ids=os.path.basename)
+def test_every_lazy_config_trains_one_step(path):
+    cfg = LazyConfig.load(path)
+    torch.manual_seed(0)
+    model = instantiate(cfg.model)
+    losses = _step(model, _batch(cfg.model.num_classes if "num_classes" in cfg.model
+                                 else cfg.model.roi_heads.num_classes))
+    assert losses
+    if "ghm" in os.path.basename(path):
+        assert any(k.endswith("acc_sum") for k in model.state_dict())
+
+
+def test_lazy_override_reaches_the_loss():
+    cfg = LazyConfig.load(os.path.join(CONFIG_DIR, "retinanet_R_50_FPN_1x_ghm.py"))
+    cfg = LazyConfig.apply_overrides(cfg, ["model.cls_loss.bins=20", "model.box_loss.mu=0.05"])
+    cls_loss, box_loss = instantiate(cfg.model.cls_loss), instantiate(cfg.model.box_loss)
+    assert cls_loss.ghm.bins == 20 and box_loss.ghm.mu == 0.05
+
+
+# ---------------------------------------------------------------- overrides change the loss
+
+def _load_matching(dst, src):
+    """Copy src's weights into dst where names and shapes agree (a softmax head's cls_score
+    differs); returns the names not copied."""
+    src_sd = src.state_dict()
+    dst_sd = dst.state_dict()
+    same = {k: v for k, v in src_sd.items() if k in dst_sd and dst_sd[k].shape == v.shape}
+    dst.load_state_dict(same, strict=False)
+    return sorted(set(dst_sd) - set(same))
+
+
+_BASELINES = {}
+
+
+def _baseline(config):
+    """Model with NAME "" everywhere (detectron2's own losses) and its losses on _batch()."""
+    if config not in _BASELINES:
+        cfg = _yaml_cfg(os.path.join(CONFIG_DIR, config))
+        for head in ("RETINANET", "RPN", "ROI_BOX_HEAD"):
+            for slot in ("CLS_LOSS", "BOX_LOSS"):
+                cfg.MODEL.FOCAL_PLUGINS[head][slot].NAME = ""
+        model = _build(cfg)
+        with torch.no_grad():
+            _BASELINES[config] = (cfg, model, {k: v.item() for k, v in _losses(model, _batch()).items()})
+    return _BASELINES[config]
+
+
+CASES = (
+    [("retinanet_R_50_FPN_1x_ghm.yaml", "RETINANET", "CLS_LOSS", n, "loss_cls")
+     for n in ("SigmoidFocalLoss", "SoftmaxFocalLoss", "GHMC")]
+    + [("retinanet_R_50_FPN_1x_ghm.yaml", "RETINANET", "BOX_LOSS", n, "loss_box_reg")
+       for n in ("GHMR", "ASL1Loss")]
+    + [("faster_rcnn_R_50_FPN_1x_ghm.yaml", "RPN", "CLS_LOSS", n, "loss_rpn_cls")
+       for n in ("SigmoidFocalLoss", "GHMC")]
+    + [("faster_rcnn_R_50_FPN_1x_ghm.yaml", "RPN", "BOX_LOSS", n, "loss_rpn_loc")
+       for n in ("GHMR", "ASL1Loss")]
+    + [("faster_rcnn_R_50_FPN_1x_ghm.yaml", "ROI_BOX_HEAD", "CLS_LOSS", n, "loss_cls")
+       for n in ("SigmoidFocalLoss", "SoftmaxFocalLoss", "GHMC")]
+    + [("faster_rcnn_R_50_FPN_1x_ghm.yaml", "ROI_BOX_HEAD", "BOX_LOSS", n, "loss_box_reg")
+       for n in ("GHMR", "ASL1Loss")]
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config, head, slot, name, loss_key", CASES,
+                         ids=[f"{c[1]}.{c[2]}={c[3]}" for c in CASES])
+def test_override_changes_the_loss_computed(config, head, slot, name, loss_key):
+    base_cfg, base_model, base_losses = _baseline(config)
+    cfg = base_cfg.clone()
+    cfg.merge_from_list([f"MODEL.FOCAL_PLUGINS.{head}.{slot}.NAME", name])
+    model = _build(cfg)
+    skipped = _load_matching(model, base_model)
+    assert all("cls_score" in k or "acc_sum" in k or "edges" in k for k in skipped), skipped
+    owner = {"RETINANET": model, "RPN": model.proposal_generator if hasattr(model, "proposal_generator") else None,
+             "ROI_BOX_HEAD": getattr(getattr(model, "roi_heads", None), "box_predictor", None)}[head]
+    loss_obj = owner.cls_loss if slot == "CLS_LOSS" else owner.box_loss
+    assert type(loss_obj).NAME == name
+    with torch.no_grad():
+        losses = _losses(model, _batch())
+    assert set(losses) == set(base_losses)
+    assert torch.isfinite(losses[loss_key])
+    assert abs(losses[loss_key].item() - base_losses[loss_key]) > 1e-6 * max(1.0, abs(base_losses[loss_key]))
+    # the other losses are untouched (same weights, same sampling)
+    others = [k for k in losses if k != loss_key and not (head == "RPN" and k in ("loss_cls", "loss_box_reg"))]
+    for k in others:
+        assert losses[k].item() == pytest.approx(base_losses[k], rel=1e-5, abs=1e-7), k
+
+
+# ---------------------------------------------------------------- equality with stock
+
+def _stock_and_plugin(plugin_opts):
+    stock_cfg = d2_get_cfg()
+    stock_cfg.merge_from_file(model_zoo_config_file("COCO-Detection/retinanet_R_50_FPN_1x.yaml"))
+    stock_cfg.merge_from_list(["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"])
+    stock = _build(stock_cfg)
+    cfg = get_cfg()
+    cfg.merge_from_file(model_zoo_config_file("COCO-Detection/retinanet_R_50_FPN_1x.yaml"))
+    cfg.merge_from_list(["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu",
+                         "MODEL.META_ARCHITECTURE", "FocalPluginsRetinaNet", *plugin_opts])
+    plugin = _build(cfg, seed=1)
+    plugin.load_state_dict(stock.state_dict())
+    return stock, plugin
+
+
+@pytest.mark.slow
+def test_sigmoid_focal_plugin_equals_stock_retinanet():
+    p = "MODEL.FOCAL_PLUGINS.RETINANET."
+    stock, plugin = _stock_and_plugin([p + "CLS_LOSS.NAME", "SigmoidFocalLoss",
+                                       p + "CLS_LOSS.ALPHA", 0.25, p + "CLS_LOSS.GAMMA", 2.0,
+                                       p + "BOX_LOSS.NAME", ""])
+    assert plugin.cls_loss is not None and plugin.box_loss is None
+    batch = _batch()
+    ls, lp = _losses(stock, batch), _losses(plugin, batch)
+    assert set(ls) == set(lp) == {"loss_cls", "loss_box_reg"}
+    for k in ls:
+        torch.testing.assert_close(lp[k], ls[k], rtol=1e-6, atol=1e-8)
+    # and the gradients
+    sum(ls.values()).backward()
+    sum(lp.values()).backward()
+    for (n, a), (_, b) in zip(stock.named_parameters(), plugin.named_parameters()):
+        if a.grad is not None:
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-9, msg=n)
+    # sensitivity: another alpha gives another loss
+    _, other = _stock_and_plugin([p + "CLS_LOSS.NAME", "SigmoidFocalLoss", p + "CLS_LOSS.ALPHA", 0.5])
+    assert abs(_losses(other, batch)["loss_cls"].item() - ls["loss_cls"].item()) > 1e-4
+
+
+def test_softmax_retinanet_inference_drops_background():
+    cfg = _yaml_cfg(os.path.join(CONFIG_DIR, "retinanet_R_50_FPN_1x_softmax_focal.yaml"),
+                    ["MODEL.RETINANET.SCORE_THRESH_TEST", 0.0])
+    model = _build(cfg)
+    assert model.head.cls_score.out_channels == 9 * 81
+    # prior: softmax gives each foreground class about PRIOR_PROB at init
+    bias = model.head.cls_score.bias.view(9, 81)
+    probs = bias.softmax(dim=1)
+    torch.testing.assert_close(probs[:, :80], torch.full((9, 80), 0.01), rtol=1e-4, atol=1e-6)
+    model.eval()
+    with torch.no_grad():
+        out = model(_batch())
+    inst = out[0]["instances"]
+    assert len(inst) > 0
+    assert int(inst.pred_classes.max()) < 80 and float(inst.scores.max()) <= 1.0
