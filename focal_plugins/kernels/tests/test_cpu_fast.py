@@ -1,0 +1,119 @@
+"""The chunked CPU fast paths vs the core's reference math (fp32, per element)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from focal_plugins import kernels as KK
+from focal_plugins.core.focal import _sigmoid_focal_reference
+from focal_plugins.kernels import cpu as kcpu
+
+
+def close(got, want):
+    """|got - want| <= 1e-5 |want| + 1e-6 max|want| elementwise, all finite."""
+    got, want = got.detach().double(), want.detach().double()
+    assert got.shape == want.shape
+    assert torch.isfinite(got).all()
+    atol = 1e-6 * max(want.abs().max().item(), 1e-30)
+    err = (got - want).abs() - 1e-5 * want.abs()
+    assert (err <= atol).all(), f"worst excess {err.max().item():.3g} > {atol:.3g}"
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch):
+    # several chunks (and a ragged last one) even at test sizes
+    monkeypatch.setattr(kcpu, "CHUNK", 1000)
+
+
+@pytest.mark.parametrize("gamma", [2.0, 0.0, 1.0, 1.5, 3.0])
+@pytest.mark.parametrize("wkind", [None, "row", "row1", "elem"])
+@pytest.mark.parametrize("reduction", ["none", "sum"])
+def test_sigmoid_focal_cpu_matches_reference(gamma, wkind, reduction):
+    gen = torch.Generator().manual_seed(hash((gamma, wkind, reduction)) % 1000)
+    N, C = 301, 13
+    x = (torch.randn(N, C, generator=gen) * 4).requires_grad_()
+    lab = torch.randint(0, C + 1, (N,), generator=gen)
+    t = (lab[:, None] == torch.arange(C)).float()
+    ap, an = torch.rand(C, generator=gen), torch.rand(C, generator=gen)
+    w = {None: None, "row": torch.rand(N, generator=gen), "row1": torch.rand(N, 1, generator=gen),
+         "elem": torch.rand(N, C, generator=gen)}[wkind]
+    ref = _sigmoid_focal_reference(x, t, ap, an, gamma)
+    if w is not None:
+        ref = ref * (w[:, None] if w.dim() == 1 else w)
+    if reduction == "sum":
+        ref = ref.sum()
+    out = KK.sigmoid_focal(x, lab, w, ap, an, gamma, reduction, backend="cpu")
+    close(out, ref)
+    go = torch.rand(ref.shape, generator=gen) + 0.5
+    g, = torch.autograd.grad(out, x, go)
+    gr, = torch.autograd.grad(ref, x, go)
+    close(g, gr)
+
+
+def test_sigmoid_focal_cpu_extreme_logits_and_half():
+    x = torch.tensor([[-120.0, -30.0, 0.0, 30.0, 120.0]] * 6)
+    lab = torch.tensor([0, 1, 2, 3, 4, 5])
+    a = torch.full((5,), 0.25)
+    out = KK.sigmoid_focal(x, lab, None, a, 1 - a, 2.0, "none", backend="cpu")
+    ref = _sigmoid_focal_reference(x.double(), (lab[:, None] == torch.arange(5)).double(),
+                                   a.double(), 1 - a.double(), 2.0)
+    close(out, ref)
+    xh = torch.randn(50, 7).half().requires_grad_()
+    lab = torch.randint(0, 8, (50,))
+    a = torch.full((7,), 0.25)
+    out = KK.sigmoid_focal(xh, lab, None, a, 1 - a, 2.0, "sum", backend="cpu")
+    assert out.dtype == torch.float32
+    g, = torch.autograd.grad(out, xh)
+    assert g.dtype == torch.float16
+    xr = xh.detach().float().requires_grad_()
+    ref = _sigmoid_focal_reference(xr, (lab[:, None] == torch.arange(7)).float(), a, 1 - a, 2.0).sum()
+    close(out, ref)
+
+
+def test_second_backward_fails_loudly():
+    # the saved gradient is scaled in place: a retained graph must not silently reuse it
+    x = torch.randn(20, 5, requires_grad=True)
+    lab = torch.randint(0, 6, (20,))
+    a = torch.full((5,), 0.25)
+    out = KK.sigmoid_focal(x, lab, None, a, 1 - a, 2.0, "sum", backend="cpu")
+    out.backward(retain_graph=True)
+    with pytest.raises(RuntimeError):
+        out.backward()
+
+
+def _weigh(tot, acc=None, m=0.0):
+    def weigh(counts):
+        nonempty = counts > 0
+        if acc is not None:
+            acc.copy_(torch.where(nonempty, m * acc + (1 - m) * counts, acc))
+        dens = acc if acc is not None else counts
+        return tot / dens / nonempty.sum().clamp_min(1)
+    return weigh
+
+
+@pytest.mark.parametrize("lwkind", [None, "row", "elem"])
+@pytest.mark.parametrize("reduction", ["none", "sum"])
+def test_ghmc_cpu_matches_reference(lwkind, reduction):
+    gen = torch.Generator().manual_seed(7)
+    N, C, bins, m = 257, 11, 30, 0.75
+    edges = torch.arange(bins + 1).float() / bins
+    edges[-1] += 1e-6
+    acc_ref, acc = torch.zeros(bins), torch.zeros(bins)
+    for _ in range(3):
+        x = (torch.randn(N, C, generator=gen) * 3).requires_grad_()
+        lab = torch.randint(0, C + 1, (N,), generator=gen)
+        t = (lab[:, None] == torch.arange(C)).float()
+        lw = {None: None, "row": (torch.rand(N, generator=gen) > 0.3).float(),
+              "elem": (torch.rand(N, C, generator=gen) > 0.3).float()}[lwkind]
+        valid = torch.ones(N, C) if lw is None else ((lw[:, None] if lw.dim() == 1 else lw) > 0).float().expand(N, C)
+        tot = valid.sum().clamp_min(1)
+        g = (x.detach().sigmoid() - t).abs()
+        idx = torch.bucketize(g, edges[1:-1], right=True)
+        counts = torch.zeros(bins).scatter_add_(0, idx.flatten(), valid.flatten())
+        w = torch.where(valid > 0, _weigh(tot, acc_ref, m)(counts)[idx], torch.zeros(()))
+        ref = F.binary_cross_entropy_with_logits(x, t, reduction="none") * w
+        ref = ref.sum() if reduction == "sum" else ref
+        out = KK.ghm_sigmoid(x, lab, lw, edges, _weigh(tot, acc, m), reduction, backend="cpu")
+        close(out, ref)
+        close(acc, acc_ref)
+        go = torch.rand(ref.shape, generator=gen) + 0.5
+        close(torch.autograd.grad(out, x, go)[0], torch.autograd.grad(ref, x, go)[0])
