@@ -62,7 +62,7 @@ def resolve_alpha(alpha: AlphaLike, num_classes: int, *, kind: str = "sigmoid",
         if alpha_mode == "binary":
             if C != 2:
                 raise ValueError(f"alpha_mode='binary' needs 2 classes, got num_classes={C}")
-            return torch.tensor([a, 1.0 - a], dtype=dtype, device=device)
+            return _to(torch.tensor([a, 1.0 - a], dtype=dtype), device)
         if background_index is None:
             raise ValueError(f"a float alpha={alpha!r} with alpha_mode='paper' needs "
                              "background_index (the class that gets 1 - alpha)")
@@ -74,10 +74,10 @@ def resolve_alpha(alpha: AlphaLike, num_classes: int, *, kind: str = "sigmoid",
         return out
 
     if isinstance(alpha, Tensor):
-        w = alpha.detach().to(dtype=dtype, device=device if device is not None else alpha.device)
+        w = _to(alpha.detach().to(dtype), device if device is not None else alpha.device)
     else:
         try:
-            w = torch.tensor(alpha, dtype=dtype, device=device)
+            w = _to(torch.tensor(alpha, dtype=dtype), device)
         except (TypeError, ValueError, RuntimeError):
             raise ValueError(f"alpha must be None, a float or a sequence of floats, got {alpha!r}")
     if w.dim() != 1 or w.numel() != C:
@@ -92,6 +92,11 @@ def resolve_alpha(alpha: AlphaLike, num_classes: int, *, kind: str = "sigmoid",
     if kind == "softmax":
         return w
     return (w, 1.0 - w) if alpha_mode == "paper" else (w, w)
+
+
+def _to(t: Tensor, device) -> Tensor:
+    # non_blocking: a host-to-device copy of a few floats must not synchronise the stream
+    return t if device is None else t.to(device, non_blocking=True)
 
 
 def class_frequency_alpha(counts: Union[Sequence[float], Tensor], method: str = "inverse",

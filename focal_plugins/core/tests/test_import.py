@@ -16,3 +16,4 @@ def test_import_pulls_in_no_framework():
             "{'mmdet', 'mmcv', 'mmengine', 'detectron2', 'fvcore', 'torchvision'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
