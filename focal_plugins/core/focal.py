@@ -37,15 +37,57 @@ def _softmax_focal_reference(pred: Tensor, target: Tensor, a: Tensor, gamma: flo
 
 
 def _select(name: str, impl: str, reference):
-    """The dispatch point: which elementwise function computes loss ``name``."""
+    """The dispatch point for the reference path (the fast paths: ``_fast_backend``)."""
     check_choice("impl", impl, IMPLS)
-    if impl == "fused":
-        raise RuntimeError(f"impl='fused': no fused kernel for {name} is available "
-                           "(use impl='auto' or 'reference')")
     return reference
 
 
+def _fast_backend(name: str, impl: str, pred: Tensor, target=None, cpu=False):
+    """Which fast path computes loss ``name``: "triton", "cpu" or None (reference).
+
+    "auto": the Triton kernels on CUDA tensors when triton imports; on the CPU the chunked
+    fast path where one exists (``cpu=True``: integer labels), proven equal to the
+    reference by tests; else the reference. "reference" forces the reference. "fused"
+    forces a fast path: Triton on CUDA, or on CPU tensors under TRITON_INTERPRET=1 (the
+    interpreter, for tests), else the CPU fast path; RuntimeError if none applies.
+    """
+    check_choice("impl", impl, IMPLS)
+    if impl == "reference" or not isinstance(pred, Tensor):
+        return None
+    from .. import kernels as K
+    if K.triton_usable(pred) and (pred.is_cuda or impl == "fused"):
+        return "triton"
+    if cpu and target is not None and K.cpu_usable(pred, target):
+        return "cpu"
+    if impl == "fused":
+        raise RuntimeError(f"impl='fused': no fused kernel for {name} is available for this "
+                           f"input ({pred.device.type}, {pred.dtype}; use impl='auto' or "
+                           "'reference')")
+    return None
+
+
+def _reduce_sum(total: Tensor, count: int, reduction: str, avg_factor) -> Tensor:
+    """The reduction of ``weight_reduce_loss`` from a fast path's weighted sum."""
+    if avg_factor is None:
+        return total if reduction == "sum" else total / max(count, 1)
+    if reduction == "sum":
+        return weight_reduce_loss(total, None, "sum", avg_factor)   # raises, as the reference
+    return total / (avg_factor + torch.finfo(torch.float32).eps)
+
+
 # ---- public functions
+
+def _is_sigmoid_labels(pred: Tensor, target) -> bool:
+    return (isinstance(target, Tensor) and target.dim() == 1 and target.shape[0] == pred.shape[0]
+            and target.shape != pred.shape and not target.is_floating_point()
+            and target.dtype != torch.bool)
+
+
+def _check_sigmoid_labels(target: Tensor, C: int) -> None:
+    ok = (target >= 0) & (target <= C)
+    check_values(ok, "target", lambda: f"target labels must lie in [0, {C}] ({C} = "
+                                       f"background), got {first_bad(target, ok)!r}")
+
 
 def _as_sigmoid_target(pred: Tensor, target: Tensor) -> Tensor:
     """Float targets shaped like pred, from either such a tensor or (N,) class indices."""
@@ -58,11 +100,8 @@ def _as_sigmoid_target(pred: Tensor, target: Tensor) -> Tensor:
         check_values(ok, "target", lambda: f"target values must lie in [0, 1], "
                                            f"got {first_bad(t, ok)!r}")
         return t
-    if target.dim() == 1 and target.shape[0] == N and not target.is_floating_point() \
-            and target.dtype != torch.bool:
-        ok = (target >= 0) & (target <= C)
-        check_values(ok, "target", lambda: f"target labels must lie in [0, {C}] ({C} = "
-                                           f"background), got {first_bad(target, ok)!r}")
+    if _is_sigmoid_labels(pred, target):
+        _check_sigmoid_labels(target, C)
         classes = torch.arange(C, device=target.device)
         return (target.unsqueeze(1) == classes).to(pred.dtype)
     raise ValueError(f"target must be shaped like pred {tuple(pred.shape)} or be integer class "
@@ -121,6 +160,21 @@ def sigmoid_focal_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = 
     check_choice("reduction", reduction, REDUCTIONS)
     fn = _select("sigmoid_focal_loss", impl, _sigmoid_focal_reference)
     N, C = pred.shape
+    labels = _is_sigmoid_labels(pred, target)
+    fast = _fast_backend("sigmoid_focal_loss", impl, pred, target, cpu=labels)
+    if fast is not None:
+        if labels:
+            _check_sigmoid_labels(target, C)
+            t = target
+        else:
+            t = _as_sigmoid_target(pred.to(compute_dtype(pred)), target)
+        w = _sigmoid_weight(weight, N, C)
+        a_pos, a_neg = resolve_alpha(alpha, C, kind="sigmoid", alpha_mode=alpha_mode,
+                                     dtype=torch.float32, device=pred.device)
+        from .. import kernels as K
+        out = K.sigmoid_focal(pred, t, w, a_pos, a_neg, g,
+                              "none" if reduction == "none" else "sum", backend=fast)
+        return out if reduction == "none" else _reduce_sum(out, N * C, reduction, avg_factor)
     x = pred.to(compute_dtype(pred))
     t = _as_sigmoid_target(x, target)
     w = _sigmoid_weight(weight, N, C)
@@ -174,6 +228,22 @@ def softmax_focal_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = 
     if weight is not None and (not isinstance(weight, Tensor) or tuple(weight.shape) != want):
         raise ValueError(f"weight must be per sample, shaped like target {want}, got "
                          f"{tuple(getattr(weight, 'shape', ())) or weight!r}")
+    fast = _fast_backend("softmax_focal_loss", impl, pred)
+    if fast is not None:
+        a = resolve_alpha(alpha, C, kind="softmax", alpha_mode=alpha_mode,
+                          background_index=background_index, dtype=torch.float32,
+                          device=pred.device)
+        x2 = pred if pred.dim() == 2 else pred.movedim(1, -1).reshape(-1, C)
+        t2 = target.reshape(-1)
+        w2 = None if weight is None else weight.reshape(-1)
+        from .. import kernels as K
+        out = K.softmax_focal(x2, t2, w2, a, g, ignore_index,
+                              "none" if reduction == "none" else "sum")
+        if reduction == "none":
+            return out.reshape(want)
+        if reduction == "mean" and avg_factor is None:
+            return out / (target != ignore_index).sum().clamp_min(1)
+        return _reduce_sum(out, t2.numel(), reduction, avg_factor)
     x = pred.to(compute_dtype(pred))
     a = resolve_alpha(alpha, C, kind="softmax", alpha_mode=alpha_mode,
                       background_index=background_index, dtype=x.dtype, device=x.device)

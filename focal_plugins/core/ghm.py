@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ._checks import (REDUCTIONS, check_choice, check_floating, check_number, check_values,
                       compute_dtype, first_bad)
+from .focal import _as_sigmoid_target, _softmax_focal_reference
 from .reduce import weight_reduce_loss
 
 
@@ -105,9 +106,15 @@ class _GHM(nn.Module):
         idx = torch.bucketize(g, self.edges[1:-1].to(g.dtype), right=True)
         counts = torch.zeros(self.bins, dtype=torch.float32, device=g.device)
         counts.scatter_add_(0, idx.flatten(), valid.flatten().float())
+        per_bin, tot, world = self._per_bin(counts, tot)
+        w = torch.where(valid > 0, per_bin[idx], per_bin.new_zeros(()))
+        return w, tot, world
+
+    def _per_bin(self, counts: Tensor, tot: Tensor):
+        """Bin counts of this call -> per-bin weight (all-reduce, EMA update), tot, world."""
         world = self._world()
         if world > 1:
-            stats = torch.cat([counts, tot.float().reshape(1)])
+            stats = torch.cat([counts.float(), tot.float().reshape(1)])
             dist.all_reduce(stats)
             counts, tot = stats[:-1], stats[-1]
         tot = tot.float().clamp_min(1.0)
@@ -122,8 +129,24 @@ class _GHM(nn.Module):
             density = counts
         n = nonempty.sum().clamp_min(1)
         per_bin = tot / density / n  # inf/nan only in empty bins, which no valid element uses
-        w = torch.where(valid > 0, per_bin[idx], per_bin.new_zeros(()))
-        return w, tot, world
+        return per_bin, tot, world
+
+    def _fused(self, run, tot: Tensor, reduction, avg_factor):
+        """A fast path: ``run(weigh)`` returns the GHM-weighted loss sum (or elementwise
+        loss for reduction "none"), calling ``weigh(counts) -> per-bin weights`` once."""
+        st = {}
+
+        def weigh(counts):
+            per_bin, st["tot"], st["world"] = self._per_bin(counts, tot)
+            return per_bin
+
+        out = run(weigh, "none" if reduction == "none" else "sum")
+        if reduction != "none":
+            if avg_factor is None and reduction == "mean":
+                avg_factor = st["tot"] / st["world"] if st["world"] > 1 else st["tot"]
+            if reduction == "mean":
+                out = out / (avg_factor + torch.finfo(torch.float32).eps)
+        return self.loss_weight * out
 
     def _reduce(self, loss, w, tot, world, reduction, avg_factor):
         if avg_factor is None and reduction == "mean":
@@ -144,6 +167,16 @@ def _label_weight(label_weight, shape, like: Tensor) -> Tensor:
         lw = lw.view(-1, *([1] * (len(shape) - 1)))
     _check_broadcast("label_weight", lw, shape)
     return lw.to(like.dtype).expand(shape)
+
+
+def _valid_count(lw: Optional[Tensor], shape, like: Tensor) -> Tensor:
+    """Number of valid (label_weight > 0) elements of ``shape``; lw None, (N,) per row, or
+    broadcastable to ``shape``."""
+    if lw is None:
+        return torch.tensor(float(shape[0] * shape[1]), device=like.device)
+    if lw.dim() == 1 and len(shape) == 2:
+        return (lw > 0).sum() * shape[1]
+    return (lw > 0).sum()
 
 
 class GHMC(_GHM):
@@ -169,11 +202,51 @@ class GHMC(_GHM):
     def __init__(self, bins: int = 10, momentum: float = 0.0, use_sigmoid: bool = True,
                  loss_weight: float = 1.0, reduction: str = "mean",
                  distributed: Union[str, bool] = "auto", *, ema: str = "nonempty",
-                 ignore_index: int = -100):
+                 ignore_index: int = -100, impl: str = "auto"):
         super().__init__(bins, momentum, loss_weight, reduction, distributed, ema,
                          last_edge=lambda e: e + 1e-6)
         self.use_sigmoid = bool(use_sigmoid)
         self.ignore_index = ignore_index
+        from .focal import IMPLS
+        check_choice("impl", impl, IMPLS)
+        self.impl = impl  # "auto" | "reference" | "fused", as the focal losses
+
+    def _fast_forward(self, pred, target, label_weight, avg_factor, reduction):
+        """The fused path (Triton, or the CPU fast path for sigmoid with integer labels);
+        None where the reference computes it."""
+        from .focal import (_as_sigmoid_target, _check_sigmoid_labels, _fast_backend,
+                            _is_sigmoid_labels)
+        N, C = pred.shape
+        labels = self.use_sigmoid and _is_sigmoid_labels(pred, target)
+        fast = _fast_backend("GHMC", self.impl, pred, target, cpu=labels)
+        if fast is None:
+            return None
+        from .. import kernels as K
+        if self.use_sigmoid:
+            if labels:
+                _check_sigmoid_labels(target, C)
+                t = target
+            else:
+                t = _as_sigmoid_target(pred.to(compute_dtype(pred)), target)
+            lw = None
+            if label_weight is not None:
+                lw = _label_weight(label_weight, (N, C), pred)   # validates the shape
+                if label_weight.dim() == 1 or tuple(label_weight.shape) == (N, 1):
+                    lw = label_weight.reshape(N)
+            tot = _valid_count(lw, (N, C), pred)
+            return self._fused(lambda weigh, red: K.ghm_sigmoid(
+                pred, t, lw, self.edges, weigh, red, backend=fast), tot, reduction, avg_factor)
+        if fast != "triton" or target.shape != (N,) or target.is_floating_point() \
+                or target.dtype == torch.bool:
+            return None
+        ig = self.ignore_index
+        ok = ((target >= 0) & (target < C)) | (target == ig)
+        check_values(ok, "target", lambda: f"target labels must lie in [0, {C - 1}] or equal "
+                                           f"ignore_index={ig}, got {first_bad(target, ok)!r}")
+        lw = _label_weight(label_weight, (N,), pred) * (target != ig)
+        tot = (lw > 0).sum()
+        return self._fused(lambda weigh, red: K.ghm_softmax(
+            pred, target, lw, self.edges, ig, weigh, red), tot, reduction, avg_factor)
 
     def forward(self, pred: Tensor, target: Tensor, label_weight: Optional[Tensor] = None,
                 avg_factor=None, reduction_override: Optional[str] = None) -> Tensor:
@@ -185,11 +258,13 @@ class GHMC(_GHM):
         if pred.dim() != 2:
             raise ValueError(f"pred must be (N, C) logits, got shape {tuple(pred.shape)}")
         N, C = pred.shape
-        x = pred.to(compute_dtype(pred))
         if not isinstance(target, Tensor):
             raise ValueError(f"target must be a torch.Tensor, got {type(target).__name__}")
+        fast = self._fast_forward(pred, target, label_weight, avg_factor, reduction)
+        if fast is not None:
+            return fast
+        x = pred.to(compute_dtype(pred))
         if self.use_sigmoid:
-            from .focal import _as_sigmoid_target
             t = _as_sigmoid_target(x, target)
             lw = _label_weight(label_weight, (N, C), x)
             g = (x.detach().sigmoid() - t).abs()
@@ -202,13 +277,9 @@ class GHMC(_GHM):
             ok = ((target >= 0) & (target < C)) | (target == ig)
             check_values(ok, "target", lambda: f"target labels must lie in [0, {C - 1}] or equal "
                                                f"ignore_index={ig}, got {first_bad(target, ok)!r}")
-            lw = _label_weight(label_weight, (N,), x)
-            keep = target != ig
-            t = torch.where(keep, target, 0).long()
-            lw = lw * keep
-            logp_t = x.log_softmax(dim=1).gather(1, t.unsqueeze(1)).squeeze(1)
-            g = 1 - logp_t.detach().exp()
-            loss = -logp_t
+            lw = _label_weight(label_weight, (N,), x) * (target != ig)
+            loss = _softmax_focal_reference(x, target.long(), x.new_ones(C), 0.0, ig)  # = CE
+            g = 1 - torch.exp(-loss.detach())  # 1 - p_t
         valid = (lw > 0).to(x.dtype)
         with torch.no_grad():
             w, tot, world = self._weights(g, valid, valid.sum())
@@ -227,10 +298,14 @@ class GHMR(_GHM):
 
     def __init__(self, mu: float = 0.02, bins: int = 10, momentum: float = 0.0,
                  loss_weight: float = 1.0, reduction: str = "mean",
-                 distributed: Union[str, bool] = "auto", *, ema: str = "nonempty"):
+                 distributed: Union[str, bool] = "auto", *, ema: str = "nonempty",
+                 impl: str = "auto"):
         super().__init__(bins, momentum, loss_weight, reduction, distributed, ema,
                          last_edge=lambda e: e * 0 + 1e3)
         self.mu = check_number("mu", mu, lo=0.0, lo_open=True)
+        from .focal import IMPLS
+        check_choice("impl", impl, IMPLS)
+        self.impl = impl  # "auto" | "reference" | "fused" (Triton only)
 
     def forward(self, pred: Tensor, target: Tensor, label_weight: Optional[Tensor] = None,
                 avg_factor=None, reduction_override: Optional[str] = None) -> Tensor:
@@ -240,6 +315,13 @@ class GHMR(_GHM):
         check_floating("target", target)
         if target.shape != pred.shape:
             raise ValueError(f"target shape {tuple(target.shape)} does not match pred {tuple(pred.shape)}")
+        from .focal import _fast_backend
+        if _fast_backend("GHMR", self.impl, pred) == "triton":
+            from .. import kernels as K
+            lw = _label_weight(label_weight, pred.shape, pred)
+            return self._fused(lambda weigh, red: K.ghm_asl1(
+                pred, target, lw, self.edges, self.mu, weigh, red), lw.sum(), reduction,
+                avg_factor)
         dt = compute_dtype(pred)
         x, y = pred.to(dt), target.to(dt)
         lw = _label_weight(label_weight, x.shape, x)
