@@ -208,12 +208,64 @@ def check_ghm(gen):
         close(f"ghmr {red} grad", ref_grad(out, x, go), ref_grad(ref, x, go))
 
 
+def check_public(gen):
+    """impl="fused" vs impl="reference" through the public functions and modules."""
+    import focal_plugins as fp
+    N, C = 200, 10
+    for tk in ("labels", "soft"):
+        for red, avg in (("mean", None), ("mean", 37.0), ("sum", None), ("none", None)):
+            x = (torch.randn(N, C, generator=gen) * 3).to(DEVICE).requires_grad_()
+            lab = torch.randint(0, C + 1, (N,), generator=gen).to(DEVICE)
+            tgt = lab if tk == "labels" else torch.rand(N, C, generator=gen).to(DEVICE)
+            w = torch.rand(N, generator=gen).to(DEVICE)
+            kw = dict(alpha=[0.1 * (i + 1) for i in range(C)], gamma=2.0, reduction=red,
+                      avg_factor=avg)
+            a = fp.sigmoid_focal_loss(x, tgt, w, impl="fused", **kw)
+            b = fp.sigmoid_focal_loss(x, tgt, w, impl="reference", **kw)
+            go = torch.rand(b.shape, generator=gen).to(DEVICE) + 0.5
+            close(f"public sigmoid {tk} {red} {avg}", a, b)
+            close(f"public sigmoid {tk} {red} {avg} grad", ref_grad(a, x, go), ref_grad(b, x, go))
+    for red in ("mean", "sum", "none"):
+        x = (torch.randn(N, C, 3, generator=gen) * 3).to(DEVICE).requires_grad_()
+        lab = torch.randint(0, C, (N, 3), generator=gen)
+        lab[::4] = -100
+        lab = lab.to(DEVICE)
+        kw = dict(alpha=0.25, background_index=C - 1, gamma=1.5, reduction=red)
+        a = fp.softmax_focal_loss(x, lab, impl="fused", **kw)
+        b = fp.softmax_focal_loss(x, lab, impl="reference", **kw)
+        go = torch.rand(b.shape, generator=gen).to(DEVICE) + 0.5
+        close(f"public softmax dense {red}", a, b)
+        close(f"public softmax dense {red} grad", ref_grad(a, x, go), ref_grad(b, x, go))
+    for use_sigmoid in (True, False):
+        mf = fp.GHMC(bins=30, momentum=0.75, use_sigmoid=use_sigmoid, impl="fused").to(DEVICE)
+        mr = fp.GHMC(bins=30, momentum=0.75, use_sigmoid=use_sigmoid, impl="reference").to(DEVICE)
+        for call in range(3):
+            x = (torch.randn(N, C, generator=gen) * 3).to(DEVICE).requires_grad_()
+            lab = torch.randint(0, C + (1 if use_sigmoid else 0), (N,), generator=gen).to(DEVICE)
+            lw = (torch.rand(N, generator=gen) > 0.2).float().to(DEVICE)
+            a, b = mf(x, lab, lw), mr(x, lab, lw)
+            tag = f"public GHMC sigmoid={use_sigmoid} call{call}"
+            close(tag, a, b)
+            close(tag + " grad", ref_grad(a, x, None), ref_grad(b, x, None))
+            close(tag + " state", mf.acc_sum, mr.acc_sum)
+    mf = fp.GHMR(mu=0.02, bins=10, momentum=0.7, impl="fused").to(DEVICE)
+    mr = fp.GHMR(mu=0.02, bins=10, momentum=0.7, impl="reference").to(DEVICE)
+    for call in range(3):
+        x = (torch.randn(300, 4, generator=gen) * 0.1).to(DEVICE).requires_grad_()
+        y = (torch.randn(300, 4, generator=gen) * 0.1).to(DEVICE)
+        lw = (torch.rand(300, generator=gen) > 0.3).float().to(DEVICE)
+        a, b = mf(x, y, lw), mr(x, y, lw)
+        close(f"public GHMR call{call}", a, b)
+        close(f"public GHMR call{call} grad", ref_grad(a, x, None), ref_grad(b, x, None))
+        close(f"public GHMR call{call} state", mf.acc_sum, mr.acc_sum)
+
+
 def main():
     assert KK.triton_usable(torch.empty(1, device=DEVICE)), "triton not usable here"
     gen = torch.Generator().manual_seed(0)
-    extra = sys.argv[2:] or ["sigmoid", "lowp", "softmax", "ghm"]
+    extra = sys.argv[2:] or ["sigmoid", "lowp", "softmax", "ghm", "public"]
     checks = {"sigmoid": check_sigmoid_focal, "lowp": check_sigmoid_focal_lowp,
-              "softmax": check_softmax_focal, "ghm": check_ghm}
+              "softmax": check_softmax_focal, "ghm": check_ghm, "public": check_public}
     for name in extra:
         checks[name](gen)
         print(f"{name}: ok", flush=True)

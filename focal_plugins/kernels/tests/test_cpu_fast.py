@@ -117,3 +117,35 @@ def test_ghmc_cpu_matches_reference(lwkind, reduction):
         close(acc, acc_ref)
         go = torch.rand(ref.shape, generator=gen) + 0.5
         close(torch.autograd.grad(out, x, go)[0], torch.autograd.grad(ref, x, go)[0])
+
+
+def test_public_auto_uses_cpu_fast_path_and_equals_reference(monkeypatch):
+    import focal_plugins as fp
+    calls = []
+    real = kcpu._SigmoidFocalCPU.forward
+
+    def spy(*a):
+        calls.append(1)
+        return real(*a)
+    monkeypatch.setattr(kcpu._SigmoidFocalCPU, "forward", staticmethod(spy))
+    gen = torch.Generator().manual_seed(3)
+    N, C = 211, 9
+    for red, avg in (("mean", None), ("mean", 17.0), ("sum", None), ("none", None)):
+        x = (torch.randn(N, C, generator=gen) * 3).requires_grad_()
+        lab = torch.randint(0, C + 1, (N,), generator=gen)
+        w = torch.rand(N, generator=gen)
+        a = fp.sigmoid_focal_loss(x, lab, w, reduction=red, avg_factor=avg)
+        b = fp.sigmoid_focal_loss(x, lab, w, reduction=red, avg_factor=avg, impl="reference")
+        close(a, b)
+        go = torch.rand(b.shape, generator=gen) + 0.5
+        close(torch.autograd.grad(a, x, go)[0], torch.autograd.grad(b, x, go)[0])
+    assert len(calls) == 4
+    mf, mr = fp.GHMC(bins=30, momentum=0.75), fp.GHMC(bins=30, momentum=0.75, impl="reference")
+    for _ in range(3):
+        x = (torch.randn(N, C, generator=gen) * 3).requires_grad_()
+        lab = torch.randint(0, C + 1, (N,), generator=gen)
+        lw = (torch.rand(N, generator=gen) > 0.2).float()
+        a, b = mf(x, lab, lw), mr(x, lab, lw)
+        close(a, b)
+        close(torch.autograd.grad(a, x)[0], torch.autograd.grad(b, x)[0])
+        close(mf.acc_sum, mr.acc_sum)

@@ -29,7 +29,7 @@ def _run(device, *checks):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_TRITON, reason="triton not installed")
-@pytest.mark.parametrize("checks", [("sigmoid", "lowp"), ("softmax",), ("ghm",)])
+@pytest.mark.parametrize("checks", [("sigmoid", "lowp"), ("softmax",), ("ghm",), ("public",)])
 def test_kernels_match_reference_interpreter(checks):
     _run("cpu", *checks)
 
