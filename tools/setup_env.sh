@@ -54,7 +54,7 @@ done
 exec "${REAL_CXX:-c++}" "${args[@]}"
 CXX
         chmod +x "$build/cxx"
-        pip install "setuptools>=77,<81" wheel ninja packaging addict yapf "numpy" opencv-python-headless
+        pip install "setuptools>=77,<81" wheel ninja packaging
         (cd "$build" && CXX="$build/cxx" MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} \
             "$py" -m pip --disable-pip-version-check wheel -q --no-build-isolation --no-deps \
             -w "$build/wheels" mmcv==2.1.0)
