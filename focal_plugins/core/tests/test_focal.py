@@ -43,9 +43,10 @@ def test_sigmoid_matches_fvcore(reduction):
                                fv(x, y, alpha=0.3, gamma=1.0, reduction=reduction))
 
 
+@pytest.mark.parametrize("impl", ["reference", "auto"])
 @pytest.mark.parametrize("reduction,use_avg", [("none", False), ("mean", False), ("sum", False),
                                                ("none", True), ("mean", True)])
-def test_sigmoid_matches_mmdet_focal_loss(reduction, use_avg):
+def test_sigmoid_matches_mmdet_focal_loss(reduction, use_avg, impl):
     focal_loss, _ = mmdet_losses()
     x = _logits(50, 5)
     labels = torch.randint(0, 6, (50,))  # 5 = background
@@ -53,14 +54,15 @@ def test_sigmoid_matches_mmdet_focal_loss(reduction, use_avg):
     avg = 7.5 if use_avg else None
     mm = focal_loss.FocalLoss(gamma=2.0, alpha=0.25, reduction=reduction)
     ref = mm(x, labels, weight=w, avg_factor=avg)
-    torch.testing.assert_close(sigmoid_focal_loss(x, labels, w, reduction=reduction, avg_factor=avg), ref)
+    torch.testing.assert_close(sigmoid_focal_loss(x, labels, w, reduction=reduction, avg_factor=avg,
+                                                  impl=impl), ref)
     # one-hot targets and an (N, C) weight through mmdet's py_sigmoid_focal_loss
     y = F.one_hot(labels, 6)[:, :5].float()
     w2 = torch.rand(50, 5)
     ref2 = focal_loss.py_sigmoid_focal_loss(x, y, w2, gamma=1.5, alpha=0.4, reduction=reduction,
                                             avg_factor=avg)
     torch.testing.assert_close(sigmoid_focal_loss(x, y, w2, gamma=1.5, alpha=0.4, reduction=reduction,
-                                                  avg_factor=avg), ref2)
+                                                  avg_factor=avg, impl=impl), ref2)
 
 
 def test_sigmoid_index_targets_equal_one_hot():
@@ -82,12 +84,13 @@ def test_sigmoid_flattened_weight_as_mmdet():
 
 # ---- softmax focal
 
+@pytest.mark.parametrize("impl", ["reference", "auto"])
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
-def test_softmax_gamma0_is_cross_entropy(reduction):
+def test_softmax_gamma0_is_cross_entropy(reduction, impl):
     x = _logits(64, 9)
     t = torch.randint(0, 9, (64,))
     t[::5] = -100
-    torch.testing.assert_close(softmax_focal_loss(x, t, gamma=0.0, reduction=reduction),
+    torch.testing.assert_close(softmax_focal_loss(x, t, gamma=0.0, reduction=reduction, impl=impl),
                                F.cross_entropy(x, t, reduction=reduction))
 
 

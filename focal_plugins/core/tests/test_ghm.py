@@ -17,12 +17,13 @@ def _cls_batch(n=80, c=5, zero_weights=True):
     return x, labels, lw
 
 
+@pytest.mark.parametrize("impl", ["reference", "auto"])
 @pytest.mark.parametrize("momentum", [0.0, 0.75])
 @pytest.mark.parametrize("zero_weights", [False, True])
 @pytest.mark.parametrize("bins", [1, 10, 30])
-def test_ghmc_matches_mmdet_over_calls(momentum, zero_weights, bins):
+def test_ghmc_matches_mmdet_over_calls(momentum, zero_weights, bins, impl):
     _, ghm = mmdet_losses()
-    ours, ref = GHMC(bins=bins, momentum=momentum), ghm.GHMC(bins=bins, momentum=momentum)
+    ours, ref = GHMC(bins=bins, momentum=momentum, impl=impl), ghm.GHMC(bins=bins, momentum=momentum)
     for step in range(4):
         x, labels, lw = _cls_batch(zero_weights=zero_weights)
         xr = x.clone().requires_grad_()
