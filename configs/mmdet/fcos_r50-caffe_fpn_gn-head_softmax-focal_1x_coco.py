@@ -13,4 +13,16 @@ model = dict(
             gamma=2.0,
             alpha=0.25,
             alpha_mode='paper',
-            loss_weight=1.0)))
+            loss_weight=1.0),
+        # softmax prior for the classifier: background 0.99 at init (the shipped bias_prob
+        # is a sigmoid convention; see focal_plugins.mmdet.init.SoftmaxPriorInit)
+        init_cfg=dict(
+            type='Normal',
+            layer='Conv2d',
+            std=0.01,
+            override=dict(
+                type='SoftmaxPriorInit',
+                name='conv_cls',
+                std=0.01,
+                num_classes=80,
+                background_prob=0.99))))

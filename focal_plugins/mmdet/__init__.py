@@ -6,7 +6,8 @@ Load it from a config the mmdet way::
 
 Registered names: ``GHMC``, ``GHMR``, ``SigmoidFocalLoss``, ``SoftmaxFocalLoss``, ``ASL1Loss``.
 ``GHMC`` and ``GHMR`` replace mmdet's classes of the same name; mmdet's originals stay
-buildable as ``MMDetGHMC`` and ``MMDetGHMR`` (for A/B runs).
+buildable as ``MMDetGHMC`` and ``MMDetGHMR`` (for A/B runs). It also registers the weight
+initialiser ``SoftmaxPriorInit`` (see ``focal_plugins.mmdet.init``) for softmax dense heads.
 
 Import order: mmdet registers its own GHMC/GHMR when ``mmdet.models`` is first imported, and
 an mmengine registry refuses a second registration of a name unless forced. ``mmdet.models``
@@ -20,6 +21,8 @@ from mmdet.models.losses.ghm_loss import GHMC as MMDetGHMC
 from mmdet.models.losses.ghm_loss import GHMR as MMDetGHMR
 from mmdet.registry import MODELS
 
+from . import init as _init
+from .init import SoftmaxPriorInit
 from .losses import GHMC, GHMR, ASL1Loss, SigmoidFocalLoss, SoftmaxFocalLoss
 
 PLUGIN_LOSSES = {
@@ -36,9 +39,10 @@ def register() -> None:
     """(Re-)register the plugin's losses and mmdet's originals; idempotent."""
     for name, cls in {**PLUGIN_LOSSES, **MMDET_ORIGINALS}.items():
         MODELS.register_module(name=name, module=cls, force=True)
+    _init.register()
 
 
 register()
 
 __all__ = ["GHMC", "GHMR", "SigmoidFocalLoss", "SoftmaxFocalLoss", "ASL1Loss",
-           "MMDetGHMC", "MMDetGHMR", "register"]
+           "MMDetGHMC", "MMDetGHMR", "SoftmaxPriorInit", "register"]

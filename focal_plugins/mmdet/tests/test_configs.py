@@ -184,3 +184,25 @@ def test_roi_head_softmax_ghmc_mmdet_raises_plugin_builds():
     loss = MODELS.build(dict(type="GHMC", use_sigmoid=False))
     assert type(loss) is plugin_losses.GHMC and loss.custom_activation
     # the RoI-head training step itself: faster-rcnn_r50_fpn_ghm_1x_coco.py above
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", [p for p in CONFIGS if "softmax-focal" in p
+                                  and "faster" not in p],
+                         ids=lambda p: os.path.basename(p))
+def test_softmax_dense_head_starts_from_the_background_prior(path):
+    model = build_model(load_config(path))
+    head = model.bbox_head
+    cls_layer = head.retina_cls if hasattr(head, "retina_cls") else head.conv_cls
+    assert cls_layer.out_channels % 81 == 0
+    # an all-zero feature gives the bias: softmax of each group puts 0.99 on background
+    probs = cls_layer.bias.detach().view(-1, 81).softmax(-1)
+    torch.testing.assert_close(probs[:, -1], torch.full_like(probs[:, -1], 0.99))
+    torch.testing.assert_close(probs[:, :-1], torch.full_like(probs[:, :-1], 0.01 / 80))
+    model.train()
+    with torch.no_grad():
+        losses = model(**make_batch(model, sizes=SIZES), mode="loss")
+    loss_cls = sum(v.sum() for k, v in losses.items() if k == "loss_cls"
+                   for v in (v if isinstance(v, list) else [v]))
+    # about alpha * log(80 / 0.01) per positive; the uniform start gave hundreds
+    assert 0 < float(loss_cls) < 10
