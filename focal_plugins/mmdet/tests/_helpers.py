@@ -17,6 +17,12 @@ def load_config(path, small_backbone=True):
     backbone (the neck's input channels follow); heads and losses stay as configured."""
     from mmengine.config import Config
 
+    try:
+        import pkg_resources  # noqa: F401
+    except ImportError as e:  # pragma: no cover - an environment problem, said plainly
+        raise RuntimeError("mmengine 0.10 resolves the configs' `mmdet::` base paths with "
+                           "pkg_resources, which setuptools >= 81 no longer has: install "
+                           "setuptools<81 (pinned by focal-plugins[mmdet])") from e
     cfg = Config.fromfile(path)
     cfg.model.backbone.init_cfg = None
     if small_backbone:
