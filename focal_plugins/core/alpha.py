@@ -39,6 +39,8 @@ def resolve_alpha(alpha: AlphaLike, num_classes: int, *, kind: str = "sigmoid",
 
     Float alphas must lie in [0, 1]. A vector may come from ``class_frequency_alpha``
     (weights averaging 1); use it with ``alpha_mode="uniform"`` for sigmoid.
+    A tensor alpha keeps its autograd graph: a learnable alpha gets gradients (the losses
+    then compute on the reference path, since the fast paths differentiate pred only).
     """
     check_choice("kind", kind, ("sigmoid", "softmax"))
     check_choice("alpha_mode", alpha_mode, ALPHA_MODES)
@@ -74,7 +76,7 @@ def resolve_alpha(alpha: AlphaLike, num_classes: int, *, kind: str = "sigmoid",
         return out
 
     if isinstance(alpha, Tensor):
-        w = _to(alpha.detach().to(dtype), device if device is not None else alpha.device)
+        w = _to(alpha.to(dtype), device if device is not None else alpha.device)
     else:
         try:
             w = _to(torch.tensor(alpha, dtype=dtype), device)

@@ -42,7 +42,18 @@ def _select(name: str, impl: str, reference):
     return reference
 
 
-def _fast_backend(name: str, impl: str, pred: Tensor, target=None, cpu=False):
+def _needs_grad(args: dict) -> Optional[str]:
+    """The name of the first of ``args`` (name -> value) that is a tensor autograd would
+    differentiate (grad mode on and requires_grad), else None."""
+    if not torch.is_grad_enabled():
+        return None
+    for arg, value in args.items():
+        if isinstance(value, Tensor) and value.requires_grad:
+            return arg
+    return None
+
+
+def _fast_backend(name: str, impl: str, pred: Tensor, target=None, cpu=False, grad_args=None):
     """Which fast path computes loss ``name``: "triton", "cpu" or None (reference).
 
     "auto": the Triton kernels on CUDA tensors when triton imports; on the CPU the chunked
@@ -50,9 +61,20 @@ def _fast_backend(name: str, impl: str, pred: Tensor, target=None, cpu=False):
     reference by tests; else the reference. "reference" forces the reference. "fused"
     forces a fast path: Triton on CUDA, or on CPU tensors under TRITON_INTERPRET=1 (the
     interpreter, for tests), else the CPU fast path; RuntimeError if none applies.
+
+    The fast paths differentiate ``pred`` only. ``grad_args`` (name -> value) are the other
+    arguments the reference differentiates (weight, float target, alpha tensor): when one
+    of them requires grad, "auto" takes the reference and "fused" raises ValueError.
     """
     check_choice("impl", impl, IMPLS)
     if impl == "reference" or not isinstance(pred, Tensor):
+        return None
+    arg = _needs_grad(grad_args or {})
+    if arg is not None:
+        if impl == "fused":
+            raise ValueError(f"impl='fused': the fused {name} computes the gradient of pred "
+                             f"only, but {arg} requires grad; use impl='auto' or 'reference' "
+                             f"to differentiate {arg}")
         return None
     from .. import kernels as K
     if K.triton_usable(pred) and (pred.is_cuda or impl == "fused"):
@@ -161,7 +183,8 @@ def sigmoid_focal_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = 
     fn = _select("sigmoid_focal_loss", impl, _sigmoid_focal_reference)
     N, C = pred.shape
     labels = _is_sigmoid_labels(pred, target)
-    fast = _fast_backend("sigmoid_focal_loss", impl, pred, target, cpu=labels)
+    fast = _fast_backend("sigmoid_focal_loss", impl, pred, target, cpu=labels,
+                         grad_args={"weight": weight, "target": target, "alpha": alpha})
     if fast is not None:
         if labels:
             _check_sigmoid_labels(target, C)
@@ -228,7 +251,8 @@ def softmax_focal_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = 
     if weight is not None and (not isinstance(weight, Tensor) or tuple(weight.shape) != want):
         raise ValueError(f"weight must be per sample, shaped like target {want}, got "
                          f"{tuple(getattr(weight, 'shape', ())) or weight!r}")
-    fast = _fast_backend("softmax_focal_loss", impl, pred)
+    fast = _fast_backend("softmax_focal_loss", impl, pred,
+                         grad_args={"weight": weight, "alpha": alpha})
     if fast is not None:
         a = resolve_alpha(alpha, C, kind="softmax", alpha_mode=alpha_mode,
                           background_index=background_index, dtype=torch.float32,

@@ -218,7 +218,8 @@ class GHMC(_GHM):
                             _is_sigmoid_labels)
         N, C = pred.shape
         labels = self.use_sigmoid and _is_sigmoid_labels(pred, target)
-        fast = _fast_backend("GHMC", self.impl, pred, target, cpu=labels)
+        fast = _fast_backend("GHMC", self.impl, pred, target, cpu=labels,
+                             grad_args={"target": target})
         if fast is None:
             return None
         from .. import kernels as K
@@ -316,7 +317,7 @@ class GHMR(_GHM):
         if target.shape != pred.shape:
             raise ValueError(f"target shape {tuple(target.shape)} does not match pred {tuple(pred.shape)}")
         from .focal import _fast_backend
-        if _fast_backend("GHMR", self.impl, pred) == "triton":
+        if _fast_backend("GHMR", self.impl, pred, grad_args={"target": target}) == "triton":
             from .. import kernels as K
             lw = _label_weight(label_weight, pred.shape, pred)
             return self._fused(lambda weigh, red: K.ghm_asl1(
