@@ -1,0 +1,195 @@
+"""Train an mmdetection 3.x detector (mmengine Runner), mmdet's tools/train.py conventions.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+                          [--data-root COCO_ROOT] [--max-iters N]
+                          [--cfg-options key=value ...] [--launcher none|pytorch|slurm|mpi]
+
+Multi-GPU (one process per GPU)::
+
+    torchrun --nproc_per_node=8 tools/train.py CONFIG --launcher pytorch
+
+``--data-root DIR`` points any config at a COCO-format root: it sets the train, val and test
+datasets' ``data_root``, annotation files and image folders, and the COCO evaluators'
+``ann_file``. Two layouts are recognised:
+
+* COCO 2017: ``annotations/instances_{train,val}2017.json`` with ``train2017/``, ``val2017/``
+* the embedded synthetic dataset: ``annotations/instances_{train,val}.json`` with
+  ``train/``, ``val/`` (``python -m focal_plugins.data.synthetic --out DIR``)
+
+The test split uses the val annotations (COCO's test-dev has none).
+
+``--resume`` without a path resumes from the latest checkpoint in the work dir. Checkpoints
+hold the model's ``state_dict`` including the GHM losses' running statistics (buffers), so a
+resumed GHM run continues with the same gradient density as an uninterrupted one.
+
+Configs that load the plugin say so themselves:
+``custom_imports = dict(imports=['focal_plugins.mmdet'], allow_failed_imports=False)``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+import sys
+
+# COCO-format layouts --data-root understands: (train ann, train images, val ann, val images)
+LAYOUTS = (
+    ("annotations/instances_train2017.json", "train2017/",
+     "annotations/instances_val2017.json", "val2017/"),
+    ("annotations/instances_train.json", "train/",
+     "annotations/instances_val.json", "val/"),
+)
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+
+    p = argparse.ArgumentParser(description="Train a detector (mmdetection 3.x).")
+    p.add_argument("config", help="train config file path")
+    p.add_argument("--work-dir", help="the dir to save logs and checkpoints")
+    p.add_argument("--amp", action="store_true", help="automatic mixed precision training")
+    p.add_argument("--auto-scale-lr", action="store_true",
+                   help="scale the learning rate with the total batch size "
+                   "(config's auto_scale_lr.base_batch_size)")
+    p.add_argument("--resume", nargs="?", type=str, const="auto",
+                   help="resume from CKPT, or from the latest checkpoint in the work dir "
+                   "when no path is given")
+    p.add_argument("--data-root", help="a COCO-format dataset root (see the module doc)")
+    p.add_argument("--max-iters", type=int,
+                   help="for iteration-based configs: train this many iterations, validate "
+                   "and checkpoint at the end, and stretch the LR schedule to match")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction,
+                   help="override config settings, key=value (e.g. "
+                   "model.bbox_head.loss_cls.gamma=1.0 train_dataloader.batch_size=4)")
+    p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
+                   help="job launcher")
+    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
+    p.add_argument("--local_rank", "--local-rank", type=int, default=0)
+    args = p.parse_args(argv)
+    if "LOCAL_RANK" not in os.environ:
+        os.environ["LOCAL_RANK"] = str(args.local_rank)
+    return args
+
+
+def detect_layout(root: str):
+    for layout in LAYOUTS:
+        if osp.isfile(osp.join(root, layout[0])) and osp.isfile(osp.join(root, layout[2])):
+            return layout
+    expected = "; or ".join(f"{a} + {b} and {c} + {d}" for a, b, c, d in LAYOUTS)
+    raise FileNotFoundError(f"--data-root {root}: no COCO layout found (expected {expected})")
+
+
+def _innermost_dataset(ds):
+    """Unwraps RepeatDataset/ClassBalancedDataset-style wrappers (``dataset=`` inside)."""
+    while isinstance(ds, dict) and "dataset" in ds and isinstance(ds["dataset"], dict):
+        ds = ds["dataset"]
+    return ds
+
+
+def apply_data_root(cfg, root: str):
+    """Points the config's datasets and COCO evaluators at the COCO-format ``root``."""
+    root = root.rstrip("/") + "/"
+    train_ann, train_img, val_ann, val_img = detect_layout(root)
+    cfg.data_root = root
+    for key, ann, img in (("train_dataloader", train_ann, train_img),
+                          ("val_dataloader", val_ann, val_img),
+                          ("test_dataloader", val_ann, val_img)):
+        loader = cfg.get(key)
+        if not loader or "dataset" not in loader:
+            continue
+        ds = _innermost_dataset(loader["dataset"])
+        datasets = ds["datasets"] if "datasets" in ds else [ds]  # ConcatDataset
+        for d in datasets:
+            d = _innermost_dataset(d)
+            d["data_root"] = root
+            d["ann_file"] = ann
+            d["data_prefix"] = dict(img=img)
+    for key in ("val_evaluator", "test_evaluator"):
+        ev = cfg.get(key)
+        for e in ev if isinstance(ev, (list, tuple)) else [ev]:
+            if isinstance(e, dict) and "ann_file" in e:
+                e["ann_file"] = root + val_ann
+    return cfg
+
+
+def apply_max_iters(cfg, max_iters: int):
+    """Shortens/lengthens an IterBasedTrainLoop config and its schedule consistently."""
+    tc = cfg.train_cfg
+    if tc.get("type") != "IterBasedTrainLoop":
+        raise ValueError("--max-iters needs an IterBasedTrainLoop config (train_cfg.type); "
+                         "use --cfg-options train_cfg.max_epochs=N for epoch-based ones")
+    old = tc["max_iters"]
+    tc["max_iters"] = max_iters
+    tc["val_interval"] = max_iters
+    ckpt = cfg.get("default_hooks", {}).get("checkpoint")
+    if ckpt is not None:
+        ckpt["interval"] = max_iters
+    scale = max_iters / old
+    for s in cfg.get("param_scheduler") or []:
+        if s.get("by_epoch", True):
+            continue
+        for k in ("begin", "end", "T_max"):
+            if k in s and s[k] is not None and s[k] > 0:
+                # warm-up keeps its length when it still fits in the shorter run
+                if s.get("type") == "LinearLR" and s[k] < max_iters // 2:
+                    continue
+                s[k] = max(1, int(round(s[k] * scale)))
+        if "milestones" in s:
+            s["milestones"] = [max(1, int(round(m * scale))) for m in s["milestones"]]
+    return cfg
+
+
+def build_cfg(args):
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.data_root:
+        apply_data_root(cfg, args.data_root)
+    if args.max_iters:
+        apply_max_iters(cfg, args.max_iters)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get("work_dir", None) is None:
+        cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        if cfg.optim_wrapper.get("type", "OptimWrapper") == "AmpOptimWrapper":
+            print("[train] AMP is already enabled in the config", file=sys.stderr)
+        else:
+            cfg.optim_wrapper.type = "AmpOptimWrapper"
+            cfg.optim_wrapper.loss_scale = "dynamic"
+    if args.auto_scale_lr:
+        if "auto_scale_lr" in cfg and "base_batch_size" in cfg.auto_scale_lr:
+            cfg.auto_scale_lr.enable = True
+        else:
+            raise RuntimeError("the config has no auto_scale_lr.base_batch_size")
+    if args.resume == "auto":
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:  # mmdet >= 3.1: keeps torch.compile from recompiling for every input shape
+        from mmdet.utils import setup_cache_size_limit_of_dynamo
+
+        setup_cache_size_limit_of_dynamo()
+    except ImportError:  # pragma: no cover
+        pass
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+
+    cfg = build_cfg(args)
+    runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else RUNNERS.build(cfg)
+    runner.train()
+    return runner
+
+
+if __name__ == "__main__":
+    main()
