@@ -36,12 +36,6 @@ def _softmax_focal_reference(pred: Tensor, target: Tensor, a: Tensor, gamma: flo
     return torch.where(valid, loss, loss.new_zeros(()))
 
 
-def _select(name: str, impl: str, reference):
-    """The dispatch point for the reference path (the fast paths: ``_fast_backend``)."""
-    check_choice("impl", impl, IMPLS)
-    return reference
-
-
 def _needs_grad(args: dict) -> Optional[str]:
     """The name of the first of ``args`` (name -> value) that is a tensor autograd would
     differentiate (grad mode on and requires_grad), else None."""
@@ -53,39 +47,45 @@ def _needs_grad(args: dict) -> Optional[str]:
     return None
 
 
-def _fast_backend(name: str, impl: str, pred: Tensor, target=None, cpu=False, grad_args=None):
-    """Which fast path computes loss ``name``: "triton", "cpu" or None (reference).
+def _dispatch(name: str, impl: str, pred: Tensor, *, cpu: bool = False,
+              grad_args: Optional[dict] = None) -> str:
+    """The one dispatch point of every loss: "reference", "triton" or "cpu".
 
-    "auto": the Triton kernels on CUDA tensors when triton imports; on the CPU the chunked
-    fast path where one exists (``cpu=True``: integer labels), proven equal to the
-    reference by tests; else the reference. "reference" forces the reference. "fused"
-    forces a fast path: Triton on CUDA, or on CPU tensors under TRITON_INTERPRET=1 (the
-    interpreter, for tests), else the CPU fast path; RuntimeError if none applies.
+    "reference" is the plain-PyTorch math in this package, which the tests compare every
+    fast path against. ``impl``:
+
+    - "reference": always the reference.
+    - "auto": the Triton kernels on CUDA tensors when triton imports; on the CPU the
+      chunked fast path where the loss has one for this input (``cpu=True``: the caller
+      found integer labels) and ``kernels.cpu_usable`` agrees; else the reference.
+    - "fused": a fast path or an error: Triton on CUDA, or on CPU tensors under
+      TRITON_INTERPRET=1 (the interpreter, for tests), else the CPU fast path;
+      RuntimeError where none applies.
 
     The fast paths differentiate ``pred`` only. ``grad_args`` (name -> value) are the other
     arguments the reference differentiates (weight, float target, alpha tensor): when one
     of them requires grad, "auto" takes the reference and "fused" raises ValueError.
     """
     check_choice("impl", impl, IMPLS)
-    if impl == "reference" or not isinstance(pred, Tensor):
-        return None
+    if impl == "reference":
+        return "reference"
     arg = _needs_grad(grad_args or {})
     if arg is not None:
         if impl == "fused":
             raise ValueError(f"impl='fused': the fused {name} computes the gradient of pred "
                              f"only, but {arg} requires grad; use impl='auto' or 'reference' "
                              f"to differentiate {arg}")
-        return None
+        return "reference"
     from .. import kernels as K
     if K.triton_usable(pred) and (pred.is_cuda or impl == "fused"):
         return "triton"
-    if cpu and target is not None and K.cpu_usable(pred, target):
+    if cpu and K.cpu_usable(pred):
         return "cpu"
     if impl == "fused":
         raise RuntimeError(f"impl='fused': no fused kernel for {name} is available for this "
                            f"input ({pred.device.type}, {pred.dtype}; use impl='auto' or "
                            "'reference')")
-    return None
+    return "reference"
 
 
 def _reduce_sum(total: Tensor, count: int, reduction: str, avg_factor) -> Tensor:
@@ -109,6 +109,21 @@ def _check_sigmoid_labels(target: Tensor, C: int) -> None:
     ok = (target >= 0) & (target <= C)
     check_values(ok, "target", lambda: f"target labels must lie in [0, {C}] ({C} = "
                                        f"background), got {first_bad(target, ok)!r}")
+
+
+def _check_softmax_labels(target: Tensor, C: int, ignore_index: int) -> None:
+    ok = ((target >= 0) & (target < C)) | (target == ignore_index)
+    check_values(ok, "target", lambda: f"target labels must lie in [0, {C - 1}] or equal "
+                                       f"ignore_index={ignore_index}, got {first_bad(target, ok)!r}")
+
+
+def _fast_sigmoid_target(pred: Tensor, target: Tensor, labels: bool) -> Tensor:
+    """The validated target a fast path reads: integer labels (N,) as they are, else float
+    (N, C) targets in [0, 1]."""
+    if labels:
+        _check_sigmoid_labels(target, pred.shape[1])
+        return target
+    return _as_sigmoid_target(pred.to(compute_dtype(pred)), target)
 
 
 def _as_sigmoid_target(pred: Tensor, target: Tensor) -> Tensor:
@@ -180,30 +195,24 @@ def sigmoid_focal_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = 
         raise ValueError(f"pred must be (N, C) logits, got shape {tuple(pred.shape)}")
     g = check_number("gamma", gamma, lo=0.0)
     check_choice("reduction", reduction, REDUCTIONS)
-    fn = _select("sigmoid_focal_loss", impl, _sigmoid_focal_reference)
     N, C = pred.shape
     labels = _is_sigmoid_labels(pred, target)
-    fast = _fast_backend("sigmoid_focal_loss", impl, pred, target, cpu=labels,
-                         grad_args={"weight": weight, "target": target, "alpha": alpha})
-    if fast is not None:
-        if labels:
-            _check_sigmoid_labels(target, C)
-            t = target
-        else:
-            t = _as_sigmoid_target(pred.to(compute_dtype(pred)), target)
-        w = _sigmoid_weight(weight, N, C)
-        a_pos, a_neg = resolve_alpha(alpha, C, kind="sigmoid", alpha_mode=alpha_mode,
-                                     dtype=torch.float32, device=pred.device)
-        from .. import kernels as K
-        out = K.sigmoid_focal(pred, t, w, a_pos, a_neg, g,
-                              "none" if reduction == "none" else "sum", backend=fast)
-        return out if reduction == "none" else _reduce_sum(out, N * C, reduction, avg_factor)
-    x = pred.to(compute_dtype(pred))
-    t = _as_sigmoid_target(x, target)
+    backend = _dispatch("sigmoid_focal_loss", impl, pred, cpu=labels,
+                        grad_args={"weight": weight, "target": target, "alpha": alpha})
+    if backend == "reference":
+        x = pred.to(compute_dtype(pred))
+        t = _as_sigmoid_target(x, target)
+    else:
+        t = _fast_sigmoid_target(pred, target, labels)
     w = _sigmoid_weight(weight, N, C)
     a_pos, a_neg = resolve_alpha(alpha, C, kind="sigmoid", alpha_mode=alpha_mode,
-                                 dtype=x.dtype, device=x.device)
-    loss = fn(x, t, a_pos, a_neg, g)
+                                 dtype=compute_dtype(pred), device=pred.device)
+    if backend != "reference":
+        from .. import kernels as K
+        out = K.sigmoid_focal(pred, t, w, a_pos, a_neg, g,
+                              "none" if reduction == "none" else "sum", backend=backend)
+        return out if reduction == "none" else _reduce_sum(out, N * C, reduction, avg_factor)
+    loss = _sigmoid_focal_reference(x, t, a_pos, a_neg, g)
     return weight_reduce_loss(loss, w, reduction, avg_factor)
 
 
@@ -236,7 +245,6 @@ def softmax_focal_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = 
         raise ValueError(f"pred must be (N, C) or (N, C, d1, ...) logits, got shape {tuple(pred.shape)}")
     g = check_number("gamma", gamma, lo=0.0)
     check_choice("reduction", reduction, REDUCTIONS)
-    fn = _select("softmax_focal_loss", impl, _softmax_focal_reference)
     if not isinstance(target, Tensor) or target.is_floating_point() or target.dtype == torch.bool:
         raise ValueError(f"target must be an integer tensor of class indices, got "
                          f"{getattr(target, 'dtype', type(target).__name__)}")
@@ -245,18 +253,16 @@ def softmax_focal_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = 
     if tuple(target.shape) != want:
         raise ValueError(f"target shape {tuple(target.shape)} does not match pred "
                          f"{tuple(pred.shape)} (expected {want})")
-    ok = ((target >= 0) & (target < C)) | (target == ignore_index)
-    check_values(ok, "target", lambda: f"target labels must lie in [0, {C - 1}] or equal "
-                                       f"ignore_index={ignore_index}, got {first_bad(target, ok)!r}")
+    _check_softmax_labels(target, C, ignore_index)
     if weight is not None and (not isinstance(weight, Tensor) or tuple(weight.shape) != want):
         raise ValueError(f"weight must be per sample, shaped like target {want}, got "
                          f"{tuple(getattr(weight, 'shape', ())) or weight!r}")
-    fast = _fast_backend("softmax_focal_loss", impl, pred,
-                         grad_args={"weight": weight, "alpha": alpha})
-    if fast is not None:
-        a = resolve_alpha(alpha, C, kind="softmax", alpha_mode=alpha_mode,
-                          background_index=background_index, dtype=torch.float32,
-                          device=pred.device)
+    backend = _dispatch("softmax_focal_loss", impl, pred,
+                        grad_args={"weight": weight, "alpha": alpha})
+    a = resolve_alpha(alpha, C, kind="softmax", alpha_mode=alpha_mode,
+                      background_index=background_index, dtype=compute_dtype(pred),
+                      device=pred.device)
+    if backend != "reference":
         x2 = pred if pred.dim() == 2 else pred.movedim(1, -1).reshape(-1, C)
         t2 = target.reshape(-1)
         w2 = None if weight is None else weight.reshape(-1)
@@ -268,10 +274,8 @@ def softmax_focal_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = 
         if reduction == "mean" and avg_factor is None:
             return out / (target != ignore_index).sum().clamp_min(1)
         return _reduce_sum(out, t2.numel(), reduction, avg_factor)
-    x = pred.to(compute_dtype(pred))
-    a = resolve_alpha(alpha, C, kind="softmax", alpha_mode=alpha_mode,
-                      background_index=background_index, dtype=x.dtype, device=x.device)
-    loss = fn(x, target.long(), a, g, ignore_index)
+    loss = _softmax_focal_reference(pred.to(compute_dtype(pred)), target.long(), a, g,
+                                    ignore_index)
     if reduction == "mean" and avg_factor is None:
         n_valid = (target != ignore_index).sum().clamp_min(1)
         return weight_reduce_loss(loss, weight, "sum") / n_valid

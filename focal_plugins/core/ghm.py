@@ -7,9 +7,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import (REDUCTIONS, check_choice, check_floating, check_number, check_values,
-                      compute_dtype, first_bad)
-from .focal import _as_sigmoid_target, _softmax_focal_reference
+from ._checks import REDUCTIONS, check_choice, check_floating, check_number, compute_dtype
+from .focal import (IMPLS, _as_sigmoid_target, _check_softmax_labels, _dispatch,
+                    _fast_sigmoid_target, _is_sigmoid_labels, _softmax_focal_reference)
 from .reduce import weight_reduce_loss
 
 
@@ -73,7 +73,8 @@ class _GHM(nn.Module):
     Runs without host synchronisation (no .item(), no masks, no loop over bins).
     """
 
-    def __init__(self, bins, momentum, loss_weight, reduction, distributed, ema, last_edge):
+    def __init__(self, bins, momentum, loss_weight, reduction, distributed, ema, impl,
+                 last_edge):
         super().__init__()
         if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
             raise ValueError(f"bins must be an int >= 1, got {bins!r}")
@@ -86,6 +87,8 @@ class _GHM(nn.Module):
         self.distributed = distributed
         check_choice("ema", ema, ("nonempty", "all"))
         self.ema = ema
+        check_choice("impl", impl, IMPLS)
+        self.impl = impl  # "auto" | "reference" | "fused": see focal._dispatch
         edges = torch.arange(bins + 1).float() / bins
         edges[-1] = last_edge(edges[-1])
         self.register_buffer("edges", edges)
@@ -203,32 +206,17 @@ class GHMC(_GHM):
                  loss_weight: float = 1.0, reduction: str = "mean",
                  distributed: Union[str, bool] = "auto", *, ema: str = "nonempty",
                  ignore_index: int = -100, impl: str = "auto"):
-        super().__init__(bins, momentum, loss_weight, reduction, distributed, ema,
+        super().__init__(bins, momentum, loss_weight, reduction, distributed, ema, impl,
                          last_edge=lambda e: e + 1e-6)
         self.use_sigmoid = bool(use_sigmoid)
         self.ignore_index = ignore_index
-        from .focal import IMPLS
-        check_choice("impl", impl, IMPLS)
-        self.impl = impl  # "auto" | "reference" | "fused", as the focal losses
 
-    def _fast_forward(self, pred, target, label_weight, avg_factor, reduction):
-        """The fused path (Triton, or the CPU fast path for sigmoid with integer labels);
-        None where the reference computes it."""
-        from .focal import (_as_sigmoid_target, _check_sigmoid_labels, _fast_backend,
-                            _is_sigmoid_labels)
-        N, C = pred.shape
-        labels = self.use_sigmoid and _is_sigmoid_labels(pred, target)
-        fast = _fast_backend("GHMC", self.impl, pred, target, cpu=labels,
-                             grad_args={"target": target})
-        if fast is None:
-            return None
+    def _fast_forward(self, backend, pred, target, label_weight, avg_factor, reduction):
+        """A fast path (Triton, or the CPU fast path for sigmoid with integer labels)."""
         from .. import kernels as K
+        N, C = pred.shape
         if self.use_sigmoid:
-            if labels:
-                _check_sigmoid_labels(target, C)
-                t = target
-            else:
-                t = _as_sigmoid_target(pred.to(compute_dtype(pred)), target)
+            t = _fast_sigmoid_target(pred, target, _is_sigmoid_labels(pred, target))
             lw = None
             if label_weight is not None:
                 lw = _label_weight(label_weight, (N, C), pred)   # validates the shape
@@ -236,18 +224,20 @@ class GHMC(_GHM):
                     lw = label_weight.reshape(N)
             tot = _valid_count(lw, (N, C), pred)
             return self._fused(lambda weigh, red: K.ghm_sigmoid(
-                pred, t, lw, self.edges, weigh, red, backend=fast), tot, reduction, avg_factor)
-        if fast != "triton" or target.shape != (N,) or target.is_floating_point() \
-                or target.dtype == torch.bool:
-            return None
+                pred, t, lw, self.edges, weigh, red, backend=backend), tot, reduction,
+                avg_factor)
         ig = self.ignore_index
-        ok = ((target >= 0) & (target < C)) | (target == ig)
-        check_values(ok, "target", lambda: f"target labels must lie in [0, {C - 1}] or equal "
-                                           f"ignore_index={ig}, got {first_bad(target, ok)!r}")
+        self._check_softmax_target(target, N, C)
         lw = _label_weight(label_weight, (N,), pred) * (target != ig)
         tot = (lw > 0).sum()
         return self._fused(lambda weigh, red: K.ghm_softmax(
             pred, target, lw, self.edges, ig, weigh, red), tot, reduction, avg_factor)
+
+    def _check_softmax_target(self, target: Tensor, N: int, C: int) -> None:
+        if target.shape != (N,) or target.is_floating_point() or target.dtype == torch.bool:
+            raise ValueError(f"target must be integer class indices of shape ({N},) with "
+                             f"use_sigmoid=False, got shape {tuple(target.shape)} dtype {target.dtype}")
+        _check_softmax_labels(target, C, self.ignore_index)
 
     def forward(self, pred: Tensor, target: Tensor, label_weight: Optional[Tensor] = None,
                 avg_factor=None, reduction_override: Optional[str] = None) -> Tensor:
@@ -261,9 +251,13 @@ class GHMC(_GHM):
         N, C = pred.shape
         if not isinstance(target, Tensor):
             raise ValueError(f"target must be a torch.Tensor, got {type(target).__name__}")
-        fast = self._fast_forward(pred, target, label_weight, avg_factor, reduction)
-        if fast is not None:
-            return fast
+        # fast paths: sigmoid on Triton (any target) or the CPU (integer labels); softmax
+        # on Triton only
+        cpu = self.use_sigmoid and _is_sigmoid_labels(pred, target)
+        backend = _dispatch("GHMC", self.impl, pred, cpu=cpu, grad_args={"target": target})
+        if backend != "reference":
+            return self._fast_forward(backend, pred, target, label_weight, avg_factor,
+                                      reduction)
         x = pred.to(compute_dtype(pred))
         if self.use_sigmoid:
             t = _as_sigmoid_target(x, target)
@@ -271,13 +265,8 @@ class GHMC(_GHM):
             g = (x.detach().sigmoid() - t).abs()
             loss = F.binary_cross_entropy_with_logits(x, t, reduction="none")
         else:
-            if target.shape != (N,) or target.is_floating_point() or target.dtype == torch.bool:
-                raise ValueError(f"target must be integer class indices of shape ({N},) with "
-                                 f"use_sigmoid=False, got shape {tuple(target.shape)} dtype {target.dtype}")
+            self._check_softmax_target(target, N, C)
             ig = self.ignore_index
-            ok = ((target >= 0) & (target < C)) | (target == ig)
-            check_values(ok, "target", lambda: f"target labels must lie in [0, {C - 1}] or equal "
-                                               f"ignore_index={ig}, got {first_bad(target, ok)!r}")
             lw = _label_weight(label_weight, (N,), x) * (target != ig)
             loss = _softmax_focal_reference(x, target.long(), x.new_ones(C), 0.0, ig)  # = CE
             g = 1 - torch.exp(-loss.detach())  # 1 - p_t
@@ -301,12 +290,9 @@ class GHMR(_GHM):
                  loss_weight: float = 1.0, reduction: str = "mean",
                  distributed: Union[str, bool] = "auto", *, ema: str = "nonempty",
                  impl: str = "auto"):
-        super().__init__(bins, momentum, loss_weight, reduction, distributed, ema,
+        super().__init__(bins, momentum, loss_weight, reduction, distributed, ema, impl,
                          last_edge=lambda e: e * 0 + 1e3)
         self.mu = check_number("mu", mu, lo=0.0, lo_open=True)
-        from .focal import IMPLS
-        check_choice("impl", impl, IMPLS)
-        self.impl = impl  # "auto" | "reference" | "fused" (Triton only)
 
     def forward(self, pred: Tensor, target: Tensor, label_weight: Optional[Tensor] = None,
                 avg_factor=None, reduction_override: Optional[str] = None) -> Tensor:
@@ -316,8 +302,7 @@ class GHMR(_GHM):
         check_floating("target", target)
         if target.shape != pred.shape:
             raise ValueError(f"target shape {tuple(target.shape)} does not match pred {tuple(pred.shape)}")
-        from .focal import _fast_backend
-        if _fast_backend("GHMR", self.impl, pred, grad_args={"target": target}) == "triton":
+        if _dispatch("GHMR", self.impl, pred, grad_args={"target": target}) == "triton":
             from .. import kernels as K
             lw = _label_weight(label_weight, pred.shape, pred)
             return self._fused(lambda weigh, red: K.ghm_asl1(

@@ -48,12 +48,11 @@ def triton_usable(x: torch.Tensor) -> bool:
     return bool(_triton_ops())
 
 
-def cpu_usable(x: torch.Tensor, target: torch.Tensor) -> bool:
-    """The chunked CPU path handles fp32/fp16/bf16 CPU logits with integer labels (N,)."""
+def cpu_usable(x: torch.Tensor) -> bool:
+    """The chunked CPU path handles fp32/fp16/bf16 (N, C) CPU logits (with integer labels
+    (N,), which the caller checks)."""
     return (x.device.type == "cpu" and x.dim() == 2
-            and x.dtype in (torch.float32, torch.float16, torch.bfloat16)
-            and target.dim() == 1 and not target.is_floating_point()
-            and target.dtype != torch.bool)
+            and x.dtype in (torch.float32, torch.float16, torch.bfloat16))
 
 
 def _f32(t):
