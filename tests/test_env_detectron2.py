@@ -24,20 +24,20 @@ IMAGE_SIZE = 128
 
 def _model_zoo_file(rel):
     # The files that detectron2.model_zoo.get_config_file returns, located without importing
-    # detectron2.model_zoo, whose 0.6 version needs pkg_resources (checked on its own below).
+    # detectron2.model_zoo, which needs pkg_resources (checked on its own below).
     path = os.path.join(os.path.dirname(d2.__file__), "model_zoo", "configs", rel)
     assert os.path.isfile(path), f"detectron2 ships no model-zoo config {rel}"
     return path
 
 
 def test_model_zoo_api_importable():
-    # detectron2 0.6's model_zoo.py does `import pkg_resources`, which setuptools >= 81 no
-    # longer provides (detectron2's main branch has dropped that import). Users reach the
-    # shipped configs through this module, so the environment must keep it importable.
+    # detectron2's model_zoo.py (0.6, and main as of mid-2026) does `import pkg_resources`,
+    # which setuptools >= 81 no longer provides. Users reach the shipped configs through this
+    # module, so the environment must keep it importable (setuptools < 81).
     try:
         from detectron2 import model_zoo
     except ModuleNotFoundError as err:  # pragma: no cover - environment defect
-        pytest.fail(f"import detectron2.model_zoo failed ({err}); pin setuptools<81 with detectron2 0.6")
+        pytest.fail(f"import detectron2.model_zoo failed ({err}); pin setuptools<81 for detectron2")
     path = model_zoo.get_config_file("COCO-Detection/retinanet_R_50_FPN_1x.yaml")
     assert os.path.samefile(path, _model_zoo_file("COCO-Detection/retinanet_R_50_FPN_1x.yaml"))
 

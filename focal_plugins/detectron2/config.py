@@ -61,7 +61,7 @@ def model_zoo_config_file(config_path: str) -> str:
     """The file of a config shipped with detectron2, e.g.
     ``"COCO-Detection/retinanet_R_50_FPN_1x.yaml"``; the same file as
     ``detectron2.model_zoo.get_config_file``, found without importing
-    ``detectron2.model_zoo`` (whose 0.6 release needs ``pkg_resources``)."""
+    ``detectron2.model_zoo`` (which imports ``pkg_resources``, gone in setuptools >= 81)."""
     rel = config_path[len(MODEL_ZOO_PREFIX):] if config_path.startswith(MODEL_ZOO_PREFIX) \
         else config_path
     spec = find_spec("detectron2")
