@@ -171,6 +171,13 @@ def build_cfg(args):
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    if cfg.get("resume") or cfg.get("load_from"):
+        # mmengine 0.10 checkpoints carry the run's log history (mmengine HistoryBuffer,
+        # numpy arrays), which torch >= 2.6 refuses to unpickle by default
+        # (torch.load(weights_only=True)) and mmengine calls torch.load without saying.
+        # Allow full unpickling in this process, for the checkpoint named here: load only
+        # checkpoints you trust, as with any pickle.
+        os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     return cfg
 
 
