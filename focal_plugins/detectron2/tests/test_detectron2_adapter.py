@@ -323,3 +323,28 @@ def test_softmax_retinanet_inference_drops_background():
     inst = out[0]["instances"]
     assert len(inst) > 0
     assert int(inst.pred_classes.max()) < 80 and float(inst.scores.max()) <= 1.0
+
+
+@pytest.mark.slow
+def test_plugin_inference_paths():
+    """Sigmoid scores in the RoI head (SigmoidFocalLoss) and softmax scores in FCOS give
+    foreground-only detections with probabilities."""
+    cfg = _yaml_cfg(os.path.join(CONFIG_DIR, "faster_rcnn_R_50_FPN_1x_softmax_focal.yaml"),
+                    ["MODEL.FOCAL_PLUGINS.ROI_BOX_HEAD.CLS_LOSS.NAME", "SigmoidFocalLoss",
+                     "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0])
+    model = _build(cfg).eval()
+    with torch.no_grad():
+        inst = model(_batch())[0]["instances"]
+    assert len(inst) > 0 and int(inst.pred_classes.max()) < 80
+    assert 0.0 <= float(inst.scores.min()) and float(inst.scores.max()) <= 1.0
+
+    lazy = LazyConfig.load(os.path.join(CONFIG_DIR, "fcos_R_50_FPN_1x_softmax_focal.py"))
+    _shrink_lazy(lazy.model)
+    lazy.model.test_score_thresh = 0.0
+    torch.manual_seed(0)
+    fcos = instantiate(lazy.model).eval()
+    assert fcos.head.cls_score.out_channels == 81
+    with torch.no_grad():
+        inst = fcos(_batch())[0]["instances"]
+    assert len(inst) > 0 and int(inst.pred_classes.max()) < 80
+    assert float(inst.scores.max()) <= 1.0
