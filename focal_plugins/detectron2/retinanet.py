@@ -13,7 +13,7 @@ from detectron2.modeling.meta_arch.retinanet import RetinaNet, RetinaNetHead
 from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
-from .losses import build_loss, check_loss_for_slot
+from .losses import build_loss
 from .dense import DenseLossMixin, focal_plugins_node
 
 __all__ = ["FocalPluginsRetinaNet"]
