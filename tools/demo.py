@@ -247,7 +247,7 @@ def main(argv=None):
     with open(osp.join(args.data_dir, "annotations", "instances_train.json")) as f:
         train_coco = json.load(f)
     counts = train_coco["info"]["class_counts"]
-    class_names = list(counts)
+    class_names = [c["name"] for c in train_coco["categories"]]
     rare = sorted(class_names, key=lambda n: (counts[n], -class_names.index(n)))[: args.rare_k]
     dataset_line = (f"synthetic dataset seed {args.seed}: {len(train_coco['images'])} train / "
                     f"{args.num_val} val images of {dcfg.image_size}x{dcfg.image_size}, "
