@@ -16,7 +16,10 @@ datasets' ``data_root``, annotation files and image folders, and the COCO evalua
 * the embedded synthetic dataset: ``annotations/instances_{train,val}.json`` with
   ``train/``, ``val/`` (``python -m focal_plugins.data.synthetic --out DIR``)
 
-The test split uses the val annotations (COCO's test-dev has none).
+The test split uses the val annotations (COCO's test-dev has none). The class names are read
+from the train annotation file and every ``num_classes`` in the model is set to their number
+(for COCO these are mmdet's defaults: 80 classes), so a COCO config trains on the embedded
+dataset too.
 
 ``--resume`` without a path resumes from the latest checkpoint in the work dir. Checkpoints
 hold the model's ``state_dict`` including the GHM losses' running statistics (buffers), so a
@@ -56,8 +59,9 @@ def parse_args(argv=None):
                    "when no path is given")
     p.add_argument("--data-root", help="a COCO-format dataset root (see the module doc)")
     p.add_argument("--max-iters", type=int,
-                   help="for iteration-based configs: train this many iterations, validate "
-                   "and checkpoint at the end, and stretch the LR schedule to match")
+                   help="train this many iterations, validate and checkpoint at the end; "
+                   "iteration-based schedules are stretched to match, epoch-based ones "
+                   "(mmdet's 1x) become a linear warm-up then the config's LR")
     p.add_argument("--cfg-options", nargs="+", action=DictAction,
                    help="override config settings, key=value (e.g. "
                    "model.bbox_head.loss_cls.gamma=1.0 train_dataloader.batch_size=4)")
@@ -109,15 +113,54 @@ def apply_data_root(cfg, root: str):
         for e in ev if isinstance(ev, (list, tuple)) else [ev]:
             if isinstance(e, dict) and "ann_file" in e:
                 e["ann_file"] = root + val_ann
+    # the classes come from the annotation file (for COCO: its 80 names, mmdet's default)
+    import json
+
+    with open(osp.join(root, train_ann)) as f:
+        cats = sorted(json.load(f)["categories"], key=lambda c: c["id"])
+    classes = tuple(c["name"] for c in cats)
+    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        loader = cfg.get(key)
+        if loader and "dataset" in loader:
+            ds = _innermost_dataset(loader["dataset"])
+            for d in ds["datasets"] if "datasets" in ds else [ds]:
+                d = _innermost_dataset(d)
+                d["metainfo"] = dict(d.get("metainfo") or {}, classes=classes)
+    _set_num_classes(cfg.model, len(classes))
     return cfg
+
+
+def _set_num_classes(node, n):
+    """Sets every ``num_classes`` in the model config (dense heads, RoI box heads)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "num_classes" and isinstance(v, int):
+                node[k] = n
+            else:
+                _set_num_classes(v, n)
+    elif isinstance(node, (list, tuple)):
+        for v in node:
+            _set_num_classes(v, n)
 
 
 def apply_max_iters(cfg, max_iters: int):
     """Shortens/lengthens an IterBasedTrainLoop config and its schedule consistently."""
     tc = cfg.train_cfg
     if tc.get("type") != "IterBasedTrainLoop":
-        raise ValueError("--max-iters needs an IterBasedTrainLoop config (train_cfg.type); "
-                         "use --cfg-options train_cfg.max_epochs=N for epoch-based ones")
+        # an epoch-based config (mmdet's 1x schedules): train a fixed number of iterations
+        # instead, with a linear warm-up to the config's LR, then constant
+        cfg.train_cfg = dict(type="IterBasedTrainLoop", max_iters=max_iters,
+                             val_interval=max_iters)
+        warm = max(1, min(500, max_iters // 4))
+        cfg.param_scheduler = [dict(type="LinearLR", start_factor=0.001, by_epoch=False,
+                                    begin=0, end=warm)]
+        hooks = cfg.get("default_hooks", {})
+        if hooks.get("checkpoint") is not None:
+            hooks["checkpoint"].update(by_epoch=False, interval=max_iters)
+        if hooks.get("logger") is not None:
+            hooks["logger"]["interval"] = min(hooks["logger"].get("interval", 50), 10)
+        cfg.log_processor = dict(cfg.get("log_processor") or {}, by_epoch=False)
+        return cfg
     old = tc["max_iters"]
     tc["max_iters"] = max_iters
     tc["val_interval"] = max_iters

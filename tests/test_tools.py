@@ -1,0 +1,133 @@
+"""tools/: --data-root layouts, --max-iters, the demo end to end on a tiny dataset (both
+frameworks' fronts), and the two figure tools. CPU; the training ones are subprocesses."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from focal_plugins.data.synthetic import SyntheticConfig, generate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+TINY = dict(num_train=8, num_val=4)
+
+
+def _env():
+    return dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    generate(SyntheticConfig(seed=0, **TINY), str(root))
+    return root
+
+
+def _coco_root(tmp_path):
+    (tmp_path / "annotations").mkdir()
+    for split in ("train2017", "val2017"):
+        (tmp_path / split).mkdir()
+        (tmp_path / "annotations" / f"instances_{split}.json").write_text(
+            json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]}))
+    return tmp_path
+
+
+def test_mmdet_data_root_points_every_dataset_and_evaluator(tmp_path, tiny_data):
+    pytest.importorskip("mmengine")
+    from mmengine.config import Config
+
+    import train
+
+    for root, tr, va in ((tiny_data, "train/", "val/"),
+                         (_coco_root(tmp_path), "train2017/", "val2017/")):
+        cfg = Config.fromfile(os.path.join(ROOT, "configs/demo/retinanet_r18_synthetic_ghm.py"))
+        train.apply_data_root(cfg, str(root))
+        r = str(root).rstrip("/") + "/"
+        assert cfg.train_dataloader.dataset.data_root == r
+        assert cfg.train_dataloader.dataset.data_prefix == dict(img=tr)
+        for key in ("val_dataloader", "test_dataloader"):
+            assert cfg[key].dataset.data_prefix == dict(img=va)
+            assert cfg[key].dataset.ann_file.endswith(va.rstrip("/") + ".json")
+        assert cfg.val_evaluator.ann_file == r + cfg.val_dataloader.dataset.ann_file
+    with pytest.raises(FileNotFoundError):
+        train.apply_data_root(cfg, str(tmp_path / "nowhere"))
+
+
+def test_mmdet_max_iters_rescales_the_schedule():
+    pytest.importorskip("mmengine")
+    from mmengine.config import Config
+
+    import train
+
+    cfg = Config.fromfile(os.path.join(ROOT, "configs/demo/retinanet_r18_synthetic_bce.py"))
+    train.apply_max_iters(cfg, 300)
+    assert cfg.train_cfg.max_iters == 300 and cfg.train_cfg.val_interval == 300
+    assert cfg.default_hooks.checkpoint.interval == 300
+    warmup, cosine = cfg.param_scheduler
+    assert warmup.end == 50  # the warm-up keeps its length
+    assert cosine.end == 300
+
+
+def test_plot_focal_writes_png(tmp_path):
+    import plot_focal
+    import torch
+
+    out = plot_focal.main(["--out", str(tmp_path / "fl.png"), "--points", "50"])
+    assert os.path.getsize(out) > 1000
+    p = torch.tensor([0.1, 0.5, 0.9])
+    torch.testing.assert_close(plot_focal.focal_curve(p, 0.0), -torch.log(p.double()))
+    torch.testing.assert_close(plot_focal.focal_curve(p, 2.0),
+                               -(1 - p.double()) ** 2 * torch.log(p.double()))
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_tiny_mmdet(tmp_path):
+    pytest.importorskip("mmdet")
+    wd = tmp_path / "work"
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "demo.py"), "--iters", "2",
+           "--losses", "sigmoid_focal,ghm", "--num-train", "8", "--num-val", "4",
+           "--data-dir", str(tmp_path / "data"), "--work-dir", str(wd)]
+    out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    assert "| loss | AP | AP50 | AP75 | AP_rare |" in out.stdout
+    assert "Iter(train)" in out.stdout and "eta:" in out.stdout  # progress was visible
+    for name in ("results.md", "results.json", "losses.png", "ap.png"):
+        assert (wd / name).is_file() and (wd / name).stat().st_size > 0, name
+    res = json.loads((wd / "results.json").read_text())
+    assert set(res["results"]) == {"sigmoid_focal", "ghm"}
+    assert len(res["rare_classes"]) == 3
+    for r in res["results"].values():
+        assert 0.0 <= r["AP"] <= 100.0 and r["curve"]
+    # the GHM checkpoint of the demo feeds the density figure
+    ckpt = wd / "mmdet" / "ghm" / "iter_2.pth"
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "plot_grad_density.py"),
+           "--run", "GHM", os.path.join(ROOT, "configs/demo/retinanet_r18_synthetic_ghm.py"),
+           str(ckpt), "--data-root", str(tmp_path / "data"), "--num-images", "4",
+           "--out", str(tmp_path / "gd.png")]
+    out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert (tmp_path / "gd.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_train_net_detectron2_two_iterations(tmp_path, tiny_data):
+    pytest.importorskip("detectron2")
+    out_dir = tmp_path / "d2"
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file",
+           os.path.join(ROOT, "configs/demo/d2_retinanet_r18_synthetic_ghm.yaml"),
+           "--data-root", str(tiny_data), "--max-iter", "2", "SOLVER.IMS_PER_BATCH", "2",
+           "OUTPUT_DIR", str(out_dir)]
+    out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    rows = [json.loads(x) for x in (out_dir / "metrics.json").read_text().splitlines() if x]
+    assert any("total_loss" in r for r in rows)
+    assert any("bbox/AP" in r for r in rows)  # detectron2's COCOEvaluator ran
+    assert (out_dir / "model_final.pth").is_file()
+    # the GHM state is in the checkpoint
+    import torch
+
+    state = torch.load(out_dir / "model_final.pth", map_location="cpu", weights_only=False)
+    assert any(k.endswith("acc_sum") for k in state["model"])
