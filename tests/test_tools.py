@@ -131,3 +131,32 @@ def test_train_net_detectron2_two_iterations(tmp_path, tiny_data):
 
     state = torch.load(out_dir / "model_final.pth", map_location="cpu", weights_only=False)
     assert any(k.endswith("acc_sum") for k in state["model"])
+
+
+@pytest.mark.slow
+def test_train_net_lazyconfig_fcos_two_iterations(tmp_path, tiny_data):
+    pytest.importorskip("detectron2")
+    # the shipped FCOS GHM LazyConfig, shrunk to 128-pixel inputs and batch 2 for the CPU
+    cfg = tmp_path / "fcos_tiny.py"
+    cfg.write_text(
+        "from detectron2.config import LazyCall as L, LazyConfig\n"
+        "from detectron2.data import transforms as T\n"
+        f"_c = LazyConfig.load({os.path.join(ROOT, 'configs/detectron2/fcos_R_50_FPN_1x_ghm.py')!r})\n"
+        "dataloader, optimizer, lr_multiplier, train, model = (\n"
+        "    _c.dataloader, _c.optimizer, _c.lr_multiplier, _c.train, _c.model)\n"
+        "for part in (dataloader.train, dataloader.test):\n"
+        "    part.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=128, max_size=128)]\n"
+        "    part.num_workers = 0\n"
+        "dataloader.train.total_batch_size = 2\n"
+        "train.init_checkpoint = ''\n"
+        "train.log_period = 1\n"
+    )
+    out_dir = tmp_path / "fcos"
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file",
+           str(cfg), "--data-root", str(tiny_data), "--max-iter", "2",
+           f"train.output_dir={out_dir}"]
+    out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    rows = [json.loads(x) for x in (out_dir / "metrics.json").read_text().splitlines() if x]
+    assert any("total_loss" in r for r in rows)
+    assert any("bbox/AP" in r for r in rows)

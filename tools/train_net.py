@@ -254,6 +254,9 @@ def main_lazy(args):
             cfg.lr_multiplier.warmup_length = min(cfg.lr_multiplier.warmup_length, 0.25)
         cfg.train.checkpointer.period = args.max_iter
         cfg.train.eval_period = args.max_iter
+    ev = cfg.dataloader.get("evaluator", None)
+    if ev is not None and "use_fast_impl" not in ev and "COCOEvaluator" in str(ev.get("_target_")):
+        ev.use_fast_impl = _has_fast_coco_eval()
     if not torch.cuda.is_available():
         cfg.train.device = "cpu"
     setup_run(cfg, args, cfg.train.output_dir, cfg.train.get("seed", -1))
