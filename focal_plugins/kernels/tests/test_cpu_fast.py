@@ -149,3 +149,63 @@ def test_public_auto_uses_cpu_fast_path_and_equals_reference(monkeypatch):
         close(a, b)
         close(torch.autograd.grad(a, x)[0], torch.autograd.grad(b, x)[0])
         close(mf.acc_sum, mr.acc_sum)
+
+
+@pytest.mark.parametrize("bins", [1, 2, 3, 7, 10, 30, 100, 254])
+def test_bin_index_equals_bucketize_at_the_edges(bins):
+    # every edge and its float neighbours (where floor(g * bins) rounds the wrong way),
+    # 0, 1 and random g: the same bin as bucketize on GHMC's float32 edges
+    edges = torch.arange(bins + 1).float() / bins
+    edges[-1] += 1e-6
+    assert kcpu._uniform_edges(edges, bins)
+    e = edges[:bins]
+    near = [e]
+    lo, hi = e, e
+    for _ in range(3):
+        lo, hi = torch.nextafter(lo, torch.tensor(-1.0)), torch.nextafter(hi, torch.tensor(2.0))
+        near += [lo, hi]
+    g = torch.cat(near + [torch.tensor([0.0, 1.0]), torch.rand(5000)]).clamp(0, 1)
+    g = g.reshape(1, -1)
+    T, U, V = (torch.empty_like(g) for _ in range(3))
+    got = kcpu._bin_index(g, bins, T, U, V)
+    want = torch.bucketize(g, edges[1:-1], right=True)
+    assert torch.equal(got.long(), want)
+    if bins in (100, 254):     # the uncorrected floor really is off here (not for 30)
+        assert ((g * bins).floor().clamp(0, bins - 1).long() != want).any()
+
+
+def test_ghmc_cpu_nonuniform_edges_extreme_logits_and_no_grad():
+    gen = torch.Generator().manual_seed(5)
+    N, C, bins = 97, 6, 10
+    x = (torch.randn(N, C, generator=gen) * 3)
+    x[:4] = torch.tensor([-120.0, -30.0, 0.0, 30.0, 120.0, 90.0])
+    lab = torch.randint(0, C + 1, (N,), generator=gen)
+    t = (lab[:, None] == torch.arange(C)).float()
+    for edges in (torch.arange(bins + 1).float() / bins + torch.tensor([0.0] + [0.013] * (bins - 1) + [1e-6]),
+                  torch.cat([torch.arange(bins).float() / bins, torch.tensor([1.0 + 1e-6])])):
+        uniform = kcpu._uniform_edges(edges, bins)
+        tot = torch.tensor(float(N * C))
+        g = (x.sigmoid() - t).abs()
+        idx = torch.bucketize(g, edges[1:-1], right=True)
+        counts = torch.zeros(bins).scatter_add_(0, idx.flatten(), torch.ones(N * C))
+        w = _weigh(tot)(counts)[idx]
+        ref = F.binary_cross_entropy_with_logits(x.double(), t.double(), reduction="none") * w
+        xr = x.clone().requires_grad_()
+        out = KK.ghm_sigmoid(xr, lab, None, edges, _weigh(tot), "none", backend="cpu")
+        close(out, ref)
+        close(torch.autograd.grad(out.sum(), xr)[0], (x.sigmoid() - t) * w)
+        with torch.no_grad():                   # inference: no gradient buffer, same loss
+            close(KK.ghm_sigmoid(x, lab, None, edges, _weigh(tot), "sum", backend="cpu"),
+                  ref.sum())
+        assert uniform == (edges[1] == 0.1).item()
+
+
+def test_ghmc_second_backward_fails_loudly():
+    x = torch.randn(20, 5, requires_grad=True)
+    lab = torch.randint(0, 6, (20,))
+    edges = torch.arange(11).float() / 10
+    edges[-1] += 1e-6
+    out = KK.ghm_sigmoid(x, lab, None, edges, _weigh(torch.tensor(100.0)), "sum", backend="cpu")
+    out.backward(retain_graph=True)
+    with pytest.raises(RuntimeError):
+        out.backward()
