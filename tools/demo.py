@@ -92,6 +92,7 @@ def _run(cmd, log_path, quiet=False, prefix=""):
                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
         for line in proc.stdout:
             log.write(line)
+            log.flush()
             tail = (tail + [line])[-60:]
             if not quiet and ECHO.search(line):
                 sys.stdout.write(prefix + _shorten(line))
