@@ -1,7 +1,7 @@
 """CPU fast paths: loss and analytic gradient together, in row chunks that stay in cache.
 
 A plain composition of torch ops makes a full (N, C) temporary per op, and on a 2-core
-machine every extra pass over 16 MB shows. Here each chunk of ~64K elements goes through
+machine every extra pass over 16 MB shows. Here each chunk of ~256K elements goes through
 a fixed sequence of in-place/out= ops on reusable chunk buffers; the gradient is written
 once into its (N, C) output. Only integer class labels (N,) are handled (C = background);
 the dispatcher sends float targets to the reference.
@@ -24,7 +24,7 @@ run scalar code (~12x slower per element) and are avoided (``_softplus``).
 import torch
 import torch.nn.functional as F
 
-CHUNK = 1 << 16     # elements per chunk
+CHUNK = 1 << 18     # elements per chunk: 1 MiB fp32 buffers (fastest of 2^15..2^22 measured)
 
 
 def _rows_per_chunk(C):
