@@ -13,6 +13,7 @@ on CUDA and 50,000 x 80 on the CPU (as in the issue); the second is small.
 Targets (issue 7) are checked by reading the table, not asserted.
 """
 import argparse
+import os
 import statistics
 import time
 
@@ -119,6 +120,14 @@ def cases(N, C, device, dtype):
     return out
 
 
+def _load():
+    """The 1/5/15-minute load averages (other processes' share of the CPU), where known."""
+    try:
+        return "load average " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    except (AttributeError, OSError):
+        return "load average unknown"
+
+
 def _sync(device):
     if device == "cuda":
         torch.cuda.synchronize()
@@ -137,9 +146,9 @@ def run(device, sizes, repeats, dtypes):
     """The cases of one size and dtype are timed round-robin (repeat r of every case, then
     repeat r + 1), so load from other processes spreads evenly over the rows."""
     print(f"\n## {device}: {torch.cuda.get_device_name() if device == 'cuda' else 'CPU'}"
-          f" (torch {torch.__version__}, {torch.get_num_threads()} threads)\n")
-    print("| size | dtype | loss | median ms | ratio to yardstick | peak extra MiB |")
-    print("| --- | --- | --- | ---: | ---: | ---: |")
+          f" (torch {torch.__version__}, {torch.get_num_threads()} threads, {_load()})\n")
+    print("| size | dtype | loss | median ms | min ms | ratio to yardstick | peak extra MiB |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
     for N, C in sizes:
         for dt in dtypes:
             rows = []
@@ -165,13 +174,14 @@ def run(device, sizes, repeats, dtypes):
             yard = {}
             for group, name, xf, times, peak in rows:
                 if xf is None:
-                    print(f"| {N}x{C} | {str(dt)[6:]} | {name} | failed: {peak} | | |")
+                    print(f"| {N}x{C} | {str(dt)[6:]} | {name} | failed: {peak} | | | |")
                     continue
                 ms = statistics.median(times)
                 yard.setdefault(group, ms)
                 pk = "n/a" if peak is None else f"{peak:.1f}"
-                print(f"| {N}x{C} | {str(dt)[6:]} | {name} | {ms:.2f} | {ms / yard[group]:.2f} | {pk} |",
-                      flush=True)
+                print(f"| {N}x{C} | {str(dt)[6:]} | {name} | {ms:.2f} | {min(times):.2f} | "
+                      f"{ms / yard[group]:.2f} | {pk} |", flush=True)
+    print(f"\n(after: {_load()})")
 
 
 def main():
