@@ -147,6 +147,7 @@ def test_train_net_lazyconfig_fcos_two_iterations(tmp_path, tiny_data):
         "for part in (dataloader.train, dataloader.test):\n"
         "    part.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=128, max_size=128)]\n"
         "    part.num_workers = 0\n"
+        "del part\n"
         "dataloader.train.total_batch_size = 2\n"
         "train.init_checkpoint = ''\n"
         "train.log_period = 1\n"
@@ -160,3 +161,18 @@ def test_train_net_lazyconfig_fcos_two_iterations(tmp_path, tiny_data):
     rows = [json.loads(x) for x in (out_dir / "metrics.json").read_text().splitlines() if x]
     assert any("total_loss" in r for r in rows)
     assert any("bbox/AP" in r for r in rows)
+
+
+@pytest.mark.slow
+def test_demo_detectron2_option_tiny(tmp_path):
+    pytest.importorskip("detectron2")
+    wd = tmp_path / "work"
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "demo.py"), "--framework", "detectron2",
+           "--iters", "2", "--losses", "softmax_focal", "--num-train", "8", "--num-val", "4",
+           "--data-dir", str(tmp_path / "data"), "--work-dir", str(wd)]
+    out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    assert "| loss | AP | AP50 | AP75 | AP_rare |" in out.stdout
+    res = json.loads((wd / "results.json").read_text())
+    assert res["framework"] == "detectron2" and set(res["results"]) == {"softmax_focal"}
+    assert (wd / "losses.png").is_file() and (wd / "ap.png").is_file()

@@ -61,7 +61,7 @@ ECHO = re.compile(r"Iter\(train\)|Iter\(val\) \[\d+/\d+\]\s+coco|bbox_mAP_copypa
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--framework", choices=("mmdet", "detectron2"), default="mmdet")
-    p.add_argument("--iters", type=int, default=150, help="training iterations per loss")
+    p.add_argument("--iters", type=int, default=400, help="training iterations per loss")
     p.add_argument("--losses", default=",".join(LOSSES),
                    help=f"comma-separated subset of {','.join(LOSSES)}")
     p.add_argument("--data-dir", default=osp.join(ROOT, "data", "synthetic"),

@@ -198,7 +198,8 @@ def setup_yacs(args):
     if args.max_iter:
         old = cfg.SOLVER.MAX_ITER
         cfg.SOLVER.MAX_ITER = args.max_iter
-        cfg.SOLVER.STEPS = tuple(max(1, int(s * args.max_iter / old)) for s in cfg.SOLVER.STEPS)
+        steps = {int(s * args.max_iter / old) for s in cfg.SOLVER.STEPS}
+        cfg.SOLVER.STEPS = tuple(sorted(s for s in steps if 0 < s < args.max_iter))
         cfg.SOLVER.WARMUP_ITERS = min(cfg.SOLVER.WARMUP_ITERS, max(1, args.max_iter // 4))
         cfg.SOLVER.CHECKPOINT_PERIOD = args.max_iter
         cfg.TEST.EVAL_PERIOD = 0  # evaluates once, after the last iteration
@@ -248,7 +249,10 @@ def main_lazy(args):
         cfg.train.max_iter = args.max_iter
         sched = cfg.lr_multiplier.get("scheduler", None)
         if sched is not None and "milestones" in sched:
-            sched.milestones = [max(1, int(m * args.max_iter / old)) for m in sched.milestones]
+            ms = {int(m * args.max_iter / old) for m in sched.milestones}
+            sched.milestones = sorted(m for m in ms if 0 < m < args.max_iter)
+            if "values" in sched:
+                sched["values"] = list(sched["values"])[: len(sched.milestones) + 1]
             sched.num_updates = args.max_iter
         if "warmup_length" in cfg.lr_multiplier:
             cfg.lr_multiplier.warmup_length = min(cfg.lr_multiplier.warmup_length, 0.25)

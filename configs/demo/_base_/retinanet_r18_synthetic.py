@@ -10,7 +10,7 @@ data_root = 'data/synthetic/'
 image_size = 128
 classes = ('circle', 'square', 'triangle', 'cross', 'ring', 'diamond', 'star', 'bar')
 num_classes = 8
-max_iters = 600
+max_iters = 400
 batch_size = 8
 
 model = dict(
