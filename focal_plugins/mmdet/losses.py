@@ -174,11 +174,20 @@ _AVG_FACTOR_DOC = """
 """
 
 
-def _avg(self, avg_factor):
-    return avg_factor if self.use_avg_factor else None
+class _GHMForward:
+    """The mmdet ``forward`` shared by ``GHMC`` and ``GHMR``: checks ``reduction_override``
+    and passes the head's ``avg_factor`` on only with ``use_avg_factor=True``."""
+
+    def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None) -> Tensor:
+        _check_reduction("reduction_override", reduction_override, allow_none=True)
+        return super().forward(pred, target, weight,
+                               avg_factor=avg_factor if self.use_avg_factor else None,
+                               reduction_override=reduction_override)
 
 
-class GHMC(core.GHMC):
+class GHMC(_GHMForward, core.GHMC):
     """GHM-C for mmdet heads (the core's ``GHMC`` plus mmdet's hooks).
 
     Works where mmdet's own GHMC cannot: without label weights (FCOS) and with
@@ -207,15 +216,8 @@ class GHMC(core.GHMC):
     def get_activation(self, cls_score: Tensor) -> Tensor:
         return cls_score.softmax(-1) if not self.use_sigmoid else cls_score.sigmoid()
 
-    def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
-                avg_factor: Optional[float] = None,
-                reduction_override: Optional[str] = None) -> Tensor:
-        _check_reduction("reduction_override", reduction_override, allow_none=True)
-        return super().forward(pred, target, weight, avg_factor=_avg(self, avg_factor),
-                               reduction_override=reduction_override)
 
-
-class GHMR(core.GHMR):
+class GHMR(_GHMForward, core.GHMR):
     """GHM-R (Authentic Smooth L1 with gradient-harmonised weights) as an mmdet ``loss_bbox``.
 
     For delta-encoded boxes (``reg_decoded_bbox=False``): the head's ``bbox_weights`` (N, 4)
@@ -231,13 +233,6 @@ class GHMR(core.GHMR):
                          loss_weight=_check_loss_weight(loss_weight), reduction=reduction,
                          distributed=distributed, ema=ema)
         self.use_avg_factor = _check_bool("use_avg_factor", use_avg_factor)
-
-    def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
-                avg_factor: Optional[float] = None,
-                reduction_override: Optional[str] = None) -> Tensor:
-        _check_reduction("reduction_override", reduction_override, allow_none=True)
-        return super().forward(pred, target, weight, avg_factor=_avg(self, avg_factor),
-                               reduction_override=reduction_override)
 
 
 class ASL1Loss(nn.Module):
