@@ -73,6 +73,16 @@ def _powg(m, gamma, GI: tl.constexpr):
 
 
 @triton.jit
+def _times_grad_out(v, go_ptr, idx, msk, MODE: tl.constexpr):
+    # v scaled by the upstream gradient: MODE 2 one scalar at go_ptr, MODE 3 one value per idx
+    if MODE == 2:
+        go = tl.load(go_ptr).to(tl.float32)
+    else:
+        go = tl.load(go_ptr + idx, mask=msk, other=0.0).to(tl.float32)
+    return v * go
+
+
+@triton.jit
 def _log1p_small(e):
     # log(1 + e) for 0 <= e <= 1, accurate also for tiny e (series below 1e-3).
     return tl.where(e < 1e-3, e * (1.0 - e * (0.5 - e * (1.0 / 3.0))), tl.log(1.0 + e))
@@ -125,14 +135,12 @@ def _sigmoid_focal_kernel(x_ptr, lab_ptr, t_ptr, w_ptr, ap_ptr, an_ptr, go_ptr, 
     else:
         ce = tl.maximum(x, 0.0) - x * t + l1p
         g = at * ((p - t) * mg + ce * dg * (1.0 - 2.0 * t) * p * q)
-        if MODE == 2:
-            g = g * tl.load(go_ptr).to(tl.float32)
-        else:
-            g = g * tl.load(go_ptr + offs, mask=msk, other=0.0).to(tl.float32)
+        g = _times_grad_out(g, go_ptr, offs, msk, MODE)
         tl.store(out_ptr + offs, g.to(out_ptr.dtype.element_ty), mask=msk)
 
 
 def _wmode(weight):
+    # WMODE / LWMODE: 0 no weight, 1 one per row, 2 one per element
     return 0 if weight is None else (1 if weight.dim() == 1 else 2)
 
 
@@ -208,10 +216,7 @@ def _softmax_focal_kernel(x_ptr, lab_ptr, w_ptr, a_ptr, go_ptr, out_ptr,
     else:
         # d/dx_j [-a m^g log p_t] = a (p_j - [j=t]) (m^g - g m^(g-1) p_t log p_t)
         coef = k * (mg - dg * (1.0 - m) * lp)
-        if MODE == 2:
-            coef = coef * tl.load(go_ptr).to(tl.float32)
-        else:
-            coef = coef * tl.load(go_ptr + rows, mask=valid, other=0.0).to(tl.float32)
+        coef = _times_grad_out(coef, go_ptr, rows, valid, MODE)
         g = coef[:, None] * (pj - tl.where(onehot, 1.0, 0.0))
         tl.store(out_ptr + offs, g.to(out_ptr.dtype.element_ty), mask=m2)
 
@@ -322,15 +327,8 @@ def _ghm_elem_apply_kernel(x_ptr, lab_ptr, t_ptr, lw_ptr, e_ptr, wb_ptr, go_ptr,
         tl.store(out_ptr + offs, loss * w, mask=msk)
     else:
         gr = d * w
-        if MODE == 2:
-            gr = gr * tl.load(go_ptr).to(tl.float32)
-        else:
-            gr = gr * tl.load(go_ptr + offs, mask=msk, other=0.0).to(tl.float32)
+        gr = _times_grad_out(gr, go_ptr, offs, msk, MODE)
         tl.store(out_ptr + offs, gr.to(out_ptr.dtype.element_ty), mask=msk)
-
-
-def _lwmode(lw):
-    return 0 if lw is None else (1 if lw.dim() == 1 else 2)
 
 
 def ghm_elem_hist(x, target, label_weight, edges, bins, kind, mu=0.0):
@@ -346,7 +344,7 @@ def ghm_elem_hist(x, target, label_weight, edges, bins, kind, mu=0.0):
     _ghm_elem_hist_kernel[(P,)](
         x, target if labels else dummy, dummy if labels else target,
         dummy if label_weight is None else label_weight, edges, cnt, sums, n, C, float(mu), int(bins),
-        KIND=kind, LABELS=labels, LWMODE=_lwmode(label_weight), NB=nb, HBLOCK=HBLOCK,
+        KIND=kind, LABELS=labels, LWMODE=_wmode(label_weight), NB=nb, HBLOCK=HBLOCK,
         HITERS=HITERS)
     return cnt.sum(0)[:bins].to(torch.float32), sums.sum(0)[:bins]
 
@@ -363,7 +361,7 @@ def ghm_elem_apply(x, target, label_weight, edges, wb, bins, kind, mode, mu=0.0,
     _ghm_elem_apply_kernel[grid](
         x, target if labels else dummy, dummy if labels else target,
         dummy if label_weight is None else label_weight, edges, wb, dummy if go is None else go, out,
-        n, C, float(mu), int(bins), KIND=kind, LABELS=labels, LWMODE=_lwmode(label_weight),
+        n, C, float(mu), int(bins), KIND=kind, LABELS=labels, LWMODE=_wmode(label_weight),
         MODE=mode, BLOCK=BLOCK)
     return out
 
@@ -403,10 +401,7 @@ def _ghm_rows_apply_kernel(x_ptr, lab_ptr, lw_ptr, e_ptr, wb_ptr, go_ptr, out_pt
     if MODE == 0:
         tl.store(out_ptr + rows, -lp * w, mask=rows < N)
     else:
-        if MODE == 2:
-            w = w * tl.load(go_ptr).to(tl.float32)
-        else:
-            w = w * tl.load(go_ptr + rows, mask=valid, other=0.0).to(tl.float32)
+        w = _times_grad_out(w, go_ptr, rows, valid, MODE)
         g = w[:, None] * (pj - tl.where(onehot, 1.0, 0.0))
         tl.store(out_ptr + offs, g.to(out_ptr.dtype.element_ty), mask=m2)
 
