@@ -45,7 +45,7 @@ except ImportError:  # pragma: no cover
 
 import torch  # noqa: E402
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-from detectron2.config import LazyConfig, instantiate  # noqa: E402
+from detectron2.config import CfgNode, LazyConfig, instantiate  # noqa: E402
 from detectron2.data import DatasetCatalog  # noqa: E402
 from detectron2.data.datasets import register_coco_instances  # noqa: E402
 from detectron2.engine import (  # noqa: E402
@@ -92,7 +92,7 @@ def setup_run(cfg, args, output_dir, seed):
     log.info("Command line arguments: " + str(args))
     if comm.is_main_process() and output_dir:
         path = osp.join(output_dir, "config.yaml")
-        if hasattr(cfg, "dump") and not isinstance(cfg, dict):
+        if isinstance(cfg, CfgNode):  # YACS; a CfgNode is a dict too, so test it first
             with PathManager.open(path, "w") as f:
                 f.write(cfg.dump())
         else:
