@@ -15,8 +15,12 @@ import triton
 import triton.language as tl
 
 BLOCK = 1024        # elements per program of the elementwise kernels
+EWARPS = 8          # their warps: 4 elements per thread (with 4 warps, 8 per thread and
+                    # 112 registers spill on sm_80, see kernels/tests/_compile_checks.py)
 HBLOCK = 256        # elements per inner step of the histogram pass
 HITERS = 16         # inner steps per program of the histogram pass
+ROW_TILE = 1024     # elements per program of the row (softmax) kernels
+RITERS = 8          # row tiles per program of the softmax histogram pass
 
 
 FILL_NAN = False    # tests: prefill every output so an element left unwritten shows up
@@ -162,7 +166,7 @@ def sigmoid_focal_launch(x, target, weight, a_pos, a_neg, gamma, mode, go=None):
         x, target if labels else dummy, dummy if labels else target,
         dummy if weight is None else weight, a_pos, a_neg, dummy if go is None else go, out,
         n, C, float(gamma),
-        LABELS=labels, WMODE=_wmode(weight), GI=_gamma_int(gamma), MODE=mode, BLOCK=BLOCK)
+        LABELS=labels, WMODE=_wmode(weight), GI=_gamma_int(gamma), MODE=mode, BLOCK=BLOCK, num_warps=EWARPS)
     return out.sum() if mode == 1 else out
 
 
@@ -222,15 +226,18 @@ def _softmax_focal_kernel(x_ptr, lab_ptr, w_ptr, a_ptr, go_ptr, out_ptr,
 
 
 def _row_blocks(C):
+    """(rows per program, padded columns, warps) for the row kernels: tiles of ROW_TILE
+    elements on 4 warps, about 8 per thread (larger tiles spill registers at C = 81 on
+    sm_90, see kernels/tests/_compile_checks.py); rows wider than a tile get more warps."""
     bc = triton.next_power_of_2(max(C, 1))
-    br = max(1, min(64, 4096 // bc))
-    return br, bc
+    br = max(1, min(64, ROW_TILE // bc))
+    return br, bc, max(4, min(16, bc // 256))
 
 
 def softmax_focal_launch(x, labels, weight, a, gamma, ignore_index, mode, go=None):
     """x (N, C) contiguous; labels long (N,); weight None or (N,) fp32; a None or (C,) fp32."""
     N, C = x.shape
-    br, bc = _row_blocks(C)
+    br, bc, warps = _row_blocks(C)
     grid = (max(_cdiv(N, br), 1),)
     if mode == 0:
         out = _new(N, torch.float32, x.device)
@@ -243,7 +250,7 @@ def softmax_focal_launch(x, labels, weight, a, gamma, ignore_index, mode, go=Non
         x, labels, dummy if weight is None else weight, dummy if a is None else a,
         dummy if go is None else go, out, N, C, float(gamma), int(ignore_index),
         HAS_W=weight is not None, HAS_A=a is not None, GI=_gamma_int(gamma), MODE=mode,
-        BLOCK_R=br, BLOCK_C=bc)
+        BLOCK_R=br, BLOCK_C=bc, num_warps=warps)
     return out.sum() if mode == 1 else out
 
 
@@ -362,27 +369,32 @@ def ghm_elem_apply(x, target, label_weight, edges, wb, bins, kind, mode, mu=0.0,
         x, target if labels else dummy, dummy if labels else target,
         dummy if label_weight is None else label_weight, edges, wb, dummy if go is None else go, out,
         n, C, float(mu), int(bins), KIND=kind, LABELS=labels, LWMODE=_wmode(label_weight),
-        MODE=mode, BLOCK=BLOCK)
+        MODE=mode, BLOCK=BLOCK, num_warps=EWARPS)
     return out
 
 
 @triton.jit
 def _ghm_rows_hist_kernel(x_ptr, lab_ptr, lw_ptr, e_ptr, cnt_ptr, sum_ptr, N, C, ignore_index, bins,
                           HAS_LW: tl.constexpr, NB: tl.constexpr, BLOCK_R: tl.constexpr,
-                          BLOCK_C: tl.constexpr):
+                          BLOCK_C: tl.constexpr, RITERS: tl.constexpr):
     pid = tl.program_id(0)
-    rows = pid * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.arange(0, BLOCK_C)
-    offs, m2, valid, labc, onehot, lp, m, pj = _softmax_rows(
-        x_ptr, lab_ptr, rows, cols, N, C, ignore_index)
-    if HAS_LW:
-        valid = valid & (tl.load(lw_ptr + rows, mask=valid, other=0.0) > 0)
-    g = 1.0 - tl.exp(lp)
     bidx = tl.arange(0, NB)
-    b = tl.where(valid, _bin_of(g, e_ptr, bins), NB)
-    hit = b[:, None] == bidx[None, :]
-    tl.store(cnt_ptr + pid * NB + bidx, tl.sum(hit.to(tl.int32), axis=0))
-    tl.store(sum_ptr + pid * NB + bidx, tl.sum(tl.where(hit, -lp[:, None], 0.0), axis=0))
+    cnt = tl.zeros((NB,), tl.int32)
+    acc = tl.zeros((NB,), tl.float32)
+    for i in range(RITERS):
+        rows = (pid * RITERS + i) * BLOCK_R + tl.arange(0, BLOCK_R)
+        offs, m2, valid, labc, onehot, lp, m, pj = _softmax_rows(
+            x_ptr, lab_ptr, rows, cols, N, C, ignore_index)
+        if HAS_LW:
+            valid = valid & (tl.load(lw_ptr + rows, mask=valid, other=0.0) > 0)
+        g = 1.0 - tl.exp(lp)
+        b = tl.where(valid, _bin_of(g, e_ptr, bins), NB)
+        hit = b[:, None] == bidx[None, :]
+        cnt += tl.sum(hit.to(tl.int32), axis=0)
+        acc += tl.sum(tl.where(hit, -lp[:, None], 0.0), axis=0)
+    tl.store(cnt_ptr + pid * NB + bidx, cnt)
+    tl.store(sum_ptr + pid * NB + bidx, acc)
 
 
 @triton.jit
@@ -409,26 +421,26 @@ def _ghm_rows_apply_kernel(x_ptr, lab_ptr, lw_ptr, e_ptr, wb_ptr, go_ptr, out_pt
 def ghm_rows_hist(x, labels, label_weight, edges, bins, ignore_index):
     """Softmax GHM-C pass 1 over rows: g = 1 - p_t per row."""
     N, C = x.shape
-    br, bc = _row_blocks(C)
+    br, bc, warps = _row_blocks(C)
     nb = triton.next_power_of_2(bins + 1)
-    P = max(_cdiv(N, br), 1)
+    P = max(_cdiv(N, br * RITERS), 1)
     cnt = _new((P, nb), torch.int32, x.device)
     sums = _new((P, nb), torch.float32, x.device)
     _ghm_rows_hist_kernel[(P,)](
         x, labels, sums if label_weight is None else label_weight, edges, cnt, sums, N, C,
         int(ignore_index), int(bins), HAS_LW=label_weight is not None, NB=nb, BLOCK_R=br,
-        BLOCK_C=bc)
+        BLOCK_C=bc, RITERS=RITERS, num_warps=warps)
     return cnt.sum(0)[:bins].to(torch.float32), sums.sum(0)[:bins]
 
 
 def ghm_rows_apply(x, labels, label_weight, edges, wb, bins, ignore_index, mode, go=None):
     N, C = x.shape
-    br, bc = _row_blocks(C)
+    br, bc, warps = _row_blocks(C)
     grid = (max(_cdiv(N, br), 1),)
     out = _new(N, torch.float32, x.device) if mode == 0 \
         else _new_like(x)
     _ghm_rows_apply_kernel[grid](
         x, labels, wb if label_weight is None else label_weight, edges, wb, wb if go is None else go,
         out, N, C, int(ignore_index), int(bins), HAS_LW=label_weight is not None, MODE=mode,
-        BLOCK_R=br, BLOCK_C=bc)
+        BLOCK_R=br, BLOCK_C=bc, num_warps=warps)
     return out

@@ -170,8 +170,8 @@ def check_ghm(gen):
                     close(tag + " loss", out, ref)
                     close(tag + " grad", ref_grad(out, x, go), ref_grad(ref, x, go))
                     close(tag + " ema", accs[1], accs[0])
-    # softmax GHM-C over rows
-    for red in ("none", "sum"):
+    # softmax GHM-C over rows (C = 81: several programs, each over several row tiles)
+    for C, red in ((12, "none"), (12, "sum"), (81, "none"), (81, "sum")):
         x = (torch.randn(N, C, generator=gen) * 3).to(DEVICE).requires_grad_()
         lab = torch.randint(0, C, (N,), generator=gen)
         lab[::5] = -100
@@ -185,8 +185,8 @@ def check_ghm(gen):
         ref = ref.sum() if red == "sum" else ref
         out = KK.ghm_softmax(x, lab, lw, edges, -100, _weigh(tot), red)
         go = torch.rand(ref.shape, generator=gen).to(DEVICE) + 0.5
-        close(f"ghmc softmax {red} loss", out, ref)
-        close(f"ghmc softmax {red} grad", ref_grad(out, x, go), ref_grad(ref, x, go))
+        close(f"ghmc softmax C={C} {red} loss", out, ref)
+        close(f"ghmc softmax C={C} {red} grad", ref_grad(out, x, go), ref_grad(ref, x, go))
     # GHM-R (ASL1)
     mu, bins = 0.02, 10
     edges = torch.arange(bins + 1).float() / bins
