@@ -54,3 +54,18 @@ def test_triton_is_imported_lazily_and_optional():
     env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=ROOT)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_TRITON, reason="triton not installed")
+def test_kernels_compile_for_gpus_without_spills():
+    # the interpreter accepts code the GPU compiler rejects: compile every specialisation
+    # the checks launch for Ampere and Hopper (Triton -> PTX -> ptxas cubin), no GPU needed
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("TRITON_INTERPRET", None)
+    out = subprocess.run([sys.executable, "-m", "focal_plugins.kernels.tests._compile_checks",
+                          "--arch", "80", "--arch", "90"], capture_output=True, text=True,
+                         env=env, cwd=ROOT, timeout=1200)
+    assert out.returncode == 0, out.stdout[-5000:] + out.stderr[-5000:]
+    assert "ALL COMPILED" in out.stdout
+    assert "| _softmax_focal_kernel | sm_90 |" in out.stdout, out.stdout[-3000:]
