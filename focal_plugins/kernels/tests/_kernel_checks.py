@@ -4,7 +4,9 @@
     python -m focal_plugins.kernels.tests._kernel_checks cuda                     # a GPU
 
 Every kernel output is prefilled with NaN (ints: a large negative) so an element the
-kernel leaves unwritten fails the comparison. Prints one line per check and "ALL OK".
+kernel leaves unwritten fails the comparison. "budget" runs the public losses on the
+fused path and fails on a host-synchronising op or on more than 1.5x the logits' bytes
+allocated. Prints one line per check and "ALL OK".
 """
 import os
 import sys
@@ -260,12 +262,121 @@ def check_public(gen):
         close(f"public GHMR call{call} state", mf.acc_sum, mr.acc_sum)
 
 
+class _Budget:
+    """While active: every aten op outside the kernel launches is inspected. Ops that make
+    a CUDA caller wait for the device (``.item()``, ``bool()``, nonzero and boolean
+    masking) are listed; the bytes of each new storage an op returns are summed, an upper
+    bound of the peak extra memory (a freed buffer is still counted)."""
+
+    SYNCS = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique2",
+             "repeat_interleave", "masked_scatter")
+
+    def __init__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        budget = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                if budget.in_kernel == 0:
+                    budget.inspect(func, args, kwargs, out)
+                return out
+
+        self.mode, self.in_kernel, self.syncs, self.allocated = Mode(), 0, [], 0
+
+    def inspect(self, func, args, kwargs, out):
+        from torch.utils._pytree import tree_leaves
+        if func.overloadpacket.__name__ in self.SYNCS:
+            import traceback
+            here = [f for f in traceback.extract_stack()[:-3] if "focal_plugins" in f.filename
+                    and "tests" not in f.filename]
+            where = f"{here[-1].filename.split('focal_plugins')[-1]}:{here[-1].lineno}" \
+                if here else "?"
+            self.syncs.append(f"{func} at {where}")
+        ins = {t.untyped_storage().data_ptr() for t in tree_leaves((args, kwargs))
+               if isinstance(t, torch.Tensor)}
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in ins:
+                self.allocated += t.untyped_storage().nbytes()
+
+    def wrap_kernels(self):
+        """Launches run the interpreter, whose own tensor ops are not the GPU's: skip them."""
+        budget = self
+
+        class Quiet:
+            def __init__(self, fn):
+                self.fn = fn
+
+            def __getitem__(self, grid):
+                def launch(*args, **kw):
+                    budget.in_kernel += 1
+                    try:
+                        return self.fn[grid](*args, **kw)
+                    finally:
+                        budget.in_kernel -= 1
+                return launch
+
+        for name in dir(_triton):
+            if name.endswith("_kernel"):
+                setattr(_triton, name, Quiet(getattr(_triton, name)))
+
+
+def check_budget(gen):
+    """The public losses on the fused path, forward + backward: no host synchronisation,
+    and at most 1.5x the logits' bytes allocated in all (the gradient included)."""
+    import focal_plugins as fp
+    from focal_plugins.core import _checks
+    _checks.DEVICE_ASSERTS_ON_CPU = True      # value checks as on CUDA (CPU: eager .item())
+    budget = _Budget()
+    budget.wrap_kernels()
+    probe = torch.ones(10, 10)
+    with budget.mode:                         # the probe itself sees syncs and allocations
+        probe.sum().item()
+        probe * 2
+    assert len(budget.syncs) == 1 and budget.allocated == 4 + 400, (budget.syncs,
+                                                                     budget.allocated)
+    N, C = 4000, 80
+    lab = torch.randint(0, C + 1, (N,), generator=gen).to(DEVICE)
+    slab = torch.randint(0, C + 1, (N,), generator=gen).to(DEVICE)
+    lw = (torch.rand(N, generator=gen) > 0.1).float().to(DEVICE)
+    box_t = torch.randn(N, 4, generator=gen).to(DEVICE)
+    box_w = torch.ones(N, 4).to(DEVICE)
+    ghmc = fp.GHMC(bins=30, momentum=0.75, impl="fused").to(DEVICE)
+    ghmc_s = fp.GHMC(bins=30, momentum=0.75, use_sigmoid=False, impl="fused").to(DEVICE)
+    ghmr = fp.GHMR(mu=0.02, bins=10, momentum=0.7, impl="fused").to(DEVICE)
+    cases = {
+        "sigmoid_focal_loss": (C, lambda x: fp.sigmoid_focal_loss(
+            x, lab, alpha=0.25, gamma=2.0, reduction="mean", avg_factor=100.0, impl="fused")),
+        "softmax_focal_loss": (C + 1, lambda x: fp.softmax_focal_loss(
+            x, slab, alpha=0.25, background_index=C, gamma=2.0, impl="fused")),
+        "GHMC sigmoid": (C, lambda x: ghmc(x, lab, lw)),
+        "GHMC softmax": (C + 1, lambda x: ghmc_s(x, slab, lw)),
+        "GHMR": (4, lambda x: ghmr(x, box_t, box_w)),
+    }
+    for name, (width, fn) in cases.items():
+        for call in range(2):      # the second call runs with GHM's EMA state set
+            x = torch.randn(N, width, generator=gen).to(DEVICE).requires_grad_()
+            budget.syncs, budget.allocated = [], 0
+            with budget.mode:
+                fn(x).backward()
+            ratio = budget.allocated / (x.numel() * x.element_size())
+            assert not budget.syncs, f"{name}: host-synchronising ops {budget.syncs}"
+            assert ratio <= 1.5, f"{name}: allocated {ratio:.2f}x the logits' bytes"
+            assert x.grad is not None and torch.isfinite(x.grad).all(), name
+            print(f"  {name} call {call}: allocated {ratio:.3f}x the logits' bytes, "
+                  "no host sync", flush=True)
+    global N_CHECKS
+    N_CHECKS += 1
+
+
 def main():
     assert KK.triton_usable(torch.empty(1, device=DEVICE)), "triton not usable here"
     gen = torch.Generator().manual_seed(0)
-    extra = sys.argv[2:] or ["sigmoid", "lowp", "softmax", "ghm", "public"]
+    extra = sys.argv[2:] or ["sigmoid", "lowp", "softmax", "ghm", "public", "budget"]
     checks = {"sigmoid": check_sigmoid_focal, "lowp": check_sigmoid_focal_lowp,
-              "softmax": check_softmax_focal, "ghm": check_ghm, "public": check_public}
+              "softmax": check_softmax_focal, "ghm": check_ghm, "public": check_public,
+              "budget": check_budget}
     for name in extra:
         checks[name](gen)
         print(f"{name}: ok", flush=True)
