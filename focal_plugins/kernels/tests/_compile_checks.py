@@ -211,7 +211,7 @@ def main():
                 print(f"  {name} sm_{arch} {_describe(sig, constexprs)}: {regs} regs, "
                       f"{spill} B spills, {smem} B smem")
     print("| kernel | arch | specialisations compiled | max registers/thread | spill bytes "
-          "| max shared bytes | warps |")
+          "| max shared bytes | max warps |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for (name, arch), (n, regs, spill, smem, warps) in sorted(rows.items()):
         print(f"| {name} | sm_{arch} | {n} | {regs} | {spill} | {smem} | {warps} |")
