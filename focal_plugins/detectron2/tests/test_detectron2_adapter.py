@@ -348,3 +348,51 @@ def test_plugin_inference_paths():
         inst = fcos(_batch())[0]["instances"]
     assert len(inst) > 0 and int(inst.pred_classes.max()) < 80
     assert float(inst.scores.max()) <= 1.0
+
+
+# ---------------------------------------------------------------- FCOS box-loss slot
+
+def _fcos_with_box_loss(**box):
+    from detectron2.config import LazyCall as L
+    cfg = LazyConfig.load(os.path.join(CONFIG_DIR, "fcos_R_50_FPN_1x_ghm.py"))
+    _shrink_lazy(cfg.model)
+    cfg.model.box_loss = L(build_loss)(**box)
+    torch.manual_seed(0)
+    return instantiate(cfg.model)
+
+
+@pytest.mark.slow
+def test_fcos_box_loss_slot_replaces_giou_on_the_deltas():
+    # ASL1 with a tiny mu is L1 on FCOS's ltrb deltas: compare with detectron2's own
+    # dense box loss of type smooth_l1 at beta 0 (= L1) on the same positives / normaliser
+    from detectron2.modeling.box_regression import _dense_box_regression_loss
+    model = _fcos_with_box_loss(name="ASL1Loss", mu=1e-6)
+    assert type(model.box_loss).NAME == "ASL1Loss"
+    batch = _batch()
+    model.train()
+    images = model.preprocess_image(batch)
+    feats = model.backbone(images.tensor)
+    feats = [feats[f] for f in model.head_in_features]
+    logits, deltas, ctr = model._transpose_dense_predictions(
+        model.head(feats), [model._num_cls_outputs, 4, 1])
+    anchors = model.anchor_generator(feats)
+    labels, boxes = model.label_anchors(anchors, [b["instances"] for b in batch])
+    with EventStorage(0):
+        losses = model.losses(anchors, logits, labels, deltas, boxes, ctr)
+    pos = torch.stack(labels)
+    pos = (pos >= 0) & (pos != model.num_classes)
+    assert pos.sum() > 0
+    want = _dense_box_regression_loss(
+        anchors, model.box2box_transform, deltas, [b.tensor if isinstance(b, Boxes) else b
+                                                   for b in boxes], pos,
+        box_reg_loss_type="smooth_l1", smooth_l1_beta=0.0) / model.loss_normalizer
+    torch.testing.assert_close(losses["loss_fcos_loc"], want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_fcos_trains_with_ghmr_box_loss():
+    model = _fcos_with_box_loss(name="GHMR", mu=0.02, bins=10, momentum=0.7)
+    losses = _step(model, _batch())
+    assert set(losses) == {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr"}
+    acc = model.box_loss.ghm.acc_sum
+    assert acc.sum() > 0     # the EMA of GHM-R's bin counts moved off zero
