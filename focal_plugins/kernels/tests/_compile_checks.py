@@ -41,41 +41,27 @@ def _arg_type(v):
 _OPTIONS = ("num_warps", "num_stages")     # launch options, not kernel arguments
 
 
-class _Recorder:
-    """Stands in for a kernel of _triton: records the specialisation of each launch, then
-    launches the real kernel (under the interpreter)."""
-
-    def __init__(self, name, fn, seen):
-        self.name, self.fn, self.seen = name, fn, seen
-
-    def __getitem__(self, grid):
-        def launch(*args, **kw):
-            names = self.fn.arg_names
-            sig = {names[i]: _arg_type(a) for i, a in enumerate(args)}
-            options = {k: kw[k] for k in _OPTIONS if k in kw}
-            constexprs = {k: v for k, v in kw.items() if k not in _OPTIONS}
-            for k in constexprs:
-                sig[k] = "constexpr"
-            key = (self.name, tuple(sig.items()), tuple(sorted(kw.items())))
-            self.seen.setdefault(key, (self.name, sig, constexprs, options))
-            return self.fn[grid](*args, **kw)
-        return launch
-
-
 def _record():
     """Run the kernel checks with every kernel wrapped (under the interpreter); returns the
-    distinct launches as [kernel name, signature, constexprs]."""
+    distinct launches as [kernel name, signature, constexprs, launch options]."""
     assert os.environ.get("TRITON_INTERPRET") == "1"
-    from focal_plugins.kernels import _triton as K
     seen = {}
-    for name in dir(K):
-        if name.endswith("_kernel"):
-            setattr(K, name, _Recorder(name, getattr(K, name), seen))
+
+    def record(name, fn, args, kw, run):
+        sig = {fn.arg_names[i]: _arg_type(a) for i, a in enumerate(args)}
+        options = {k: kw[k] for k in _OPTIONS if k in kw}
+        constexprs = {k: v for k, v in kw.items() if k not in _OPTIONS}
+        sig.update((k, "constexpr") for k in constexprs)
+        key = (name, tuple(sig.items()), tuple(sorted(kw.items())))
+        seen.setdefault(key, (name, sig, constexprs, options))
+        return run()
+
     argv, sys.argv = sys.argv, [sys.argv[0], "cpu"]
     try:
         from focal_plugins.kernels.tests import _kernel_checks as C
     finally:
         sys.argv = argv
+    C.wrap_kernels(record)
     gen = torch.Generator().manual_seed(0)
     for check in (C.check_sigmoid_focal, C.check_sigmoid_focal_lowp, C.check_softmax_focal,
                   C.check_ghm):

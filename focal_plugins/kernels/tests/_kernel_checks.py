@@ -300,26 +300,30 @@ class _Budget:
             if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in ins:
                 self.allocated += t.untyped_storage().nbytes()
 
-    def wrap_kernels(self):
+    def around(self, name, fn, args, kw, run):
         """Launches run the interpreter, whose own tensor ops are not the GPU's: skip them."""
-        budget = self
+        self.in_kernel += 1
+        try:
+            return run()
+        finally:
+            self.in_kernel -= 1
 
-        class Quiet:
-            def __init__(self, fn):
-                self.fn = fn
 
-            def __getitem__(self, grid):
-                def launch(*args, **kw):
-                    budget.in_kernel += 1
-                    try:
-                        return self.fn[grid](*args, **kw)
-                    finally:
-                        budget.in_kernel -= 1
-                return launch
+def wrap_kernels(around):
+    """Replace every kernel of _triton by a stand-in whose launches call
+    ``around(name, kernel, args, kwargs, run)``, where ``run()`` launches the real kernel."""
+    class Wrapped:
+        def __init__(self, name, fn):
+            self.name, self.fn = name, fn
 
-        for name in dir(_triton):
-            if name.endswith("_kernel"):
-                setattr(_triton, name, Quiet(getattr(_triton, name)))
+        def __getitem__(self, grid):
+            def launch(*args, **kw):
+                return around(self.name, self.fn, args, kw, lambda: self.fn[grid](*args, **kw))
+            return launch
+
+    for name in dir(_triton):
+        if name.endswith("_kernel"):
+            setattr(_triton, name, Wrapped(name, getattr(_triton, name)))
 
 
 def check_budget(gen):
@@ -329,7 +333,7 @@ def check_budget(gen):
     from focal_plugins.core import _checks
     _checks.DEVICE_ASSERTS_ON_CPU = True      # value checks as on CUDA (CPU: eager .item())
     budget = _Budget()
-    budget.wrap_kernels()
+    wrap_kernels(budget.around)
     probe = torch.ones(10, 10)
     with budget.mode:                         # the probe itself sees syncs and allocations
         probe.sum().item()
