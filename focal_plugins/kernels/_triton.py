@@ -166,7 +166,8 @@ def sigmoid_focal_launch(x, target, weight, a_pos, a_neg, gamma, mode, go=None):
         x, target if labels else dummy, dummy if labels else target,
         dummy if weight is None else weight, a_pos, a_neg, dummy if go is None else go, out,
         n, C, float(gamma),
-        LABELS=labels, WMODE=_wmode(weight), GI=_gamma_int(gamma), MODE=mode, BLOCK=BLOCK, num_warps=EWARPS)
+        LABELS=labels, WMODE=_wmode(weight), GI=_gamma_int(gamma), MODE=mode, BLOCK=BLOCK,
+        num_warps=EWARPS)
     return out.sum() if mode == 1 else out
 
 

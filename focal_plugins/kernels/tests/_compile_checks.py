@@ -71,32 +71,39 @@ def _record():
     return list(seen.values())
 
 
+def _unit_weigh(counts):
+    return torch.ones_like(counts)
+
+
+def _edges(bins):
+    e = torch.linspace(0, 1, bins + 1)
+    e[-1] += 1e-6
+    return e
+
+
+def _forward_backward(calls, make_x):
+    for call in calls:
+        out = call(make_x())
+        out.backward(torch.ones_like(out))
+
+
 def _low_precision_launches(gen):
     """fp16 / bf16 logits through every kernel, forward and backward."""
     from focal_plugins import kernels as KK
-    N, C, bins = 64, 7, 10
-    edges = torch.linspace(0, 1, bins + 1)
-    edges[-1] += 1e-6
-
-    def weigh(counts):
-        return torch.ones_like(counts)
-
+    N, C = 64, 7
+    edges = _edges(10)
     for dt in (torch.float16, torch.bfloat16):
         for red in ("none", "sum"):
             lab = torch.randint(0, C, (N,), generator=gen)
-            calls = (
+            _forward_backward((
                 lambda x: KK.sigmoid_focal(x, lab, None, torch.full((C,), .25),
                                            torch.full((C,), .75), 1.5, red),
                 lambda x: KK.softmax_focal(x, lab, None, None, 2.0, -100, red),
-                lambda x: KK.ghm_sigmoid(x, lab, None, edges, weigh, red),
-                lambda x: KK.ghm_softmax(x, lab, None, edges, -100, weigh, red),
-                lambda x: KK.ghm_asl1(x, torch.zeros(N, C, dtype=dt), None, edges, 0.02, weigh,
-                                      red),
-            )
-            for call in calls:
-                x = torch.randn(N, C, generator=gen).to(dt).requires_grad_()
-                out = call(x)
-                out.backward(torch.ones_like(out))
+                lambda x: KK.ghm_sigmoid(x, lab, None, edges, _unit_weigh, red),
+                lambda x: KK.ghm_softmax(x, lab, None, edges, -100, _unit_weigh, red),
+                lambda x: KK.ghm_asl1(x, torch.zeros(N, C, dtype=dt), None, edges, 0.02,
+                                      _unit_weigh, red),
+            ), lambda: torch.randn(N, C, generator=gen).to(dt).requires_grad_())
 
 
 def _launches():
@@ -114,21 +121,14 @@ def _wide_launches(gen):
     """The widths that matter (COCO: 80 sigmoid / 81 softmax classes; LVIS: 1203, and a
     wider one) through the kernels whose tiling depends on the number of classes."""
     from focal_plugins import kernels as KK
-    edges = torch.linspace(0, 1, 31)
-    edges[-1] += 1e-6
-
-    def weigh(counts):
-        return torch.ones_like(counts)
-
+    edges, N = _edges(30), 8
     for C in (80, 81, 1203, 5000):
-        N = 8
         lab = torch.randint(0, C, (N,), generator=gen)
         for red in ("none", "sum"):
-            for call in (lambda x: KK.softmax_focal(x, lab, None, None, 2.0, -100, red),
-                         lambda x: KK.ghm_softmax(x, lab, None, edges, -100, weigh, red)):
-                x = torch.randn(N, C, generator=gen).requires_grad_()
-                out = call(x)
-                out.backward(torch.ones_like(out))
+            _forward_backward((
+                lambda x: KK.softmax_focal(x, lab, None, None, 2.0, -100, red),
+                lambda x: KK.ghm_softmax(x, lab, None, edges, -100, _unit_weigh, red),
+            ), lambda: torch.randn(N, C, generator=gen).requires_grad_())
 
 
 def _ptxas_report(ptx, arch):
@@ -151,9 +151,8 @@ def _ptxas_report(ptx, arch):
 
 
 def _describe(sig, constexprs):
-    dts = sorted({t[1:] for k, t in sig.items() if k == "x_ptr"})
     cs = " ".join(f"{k}={v}" for k, v in constexprs.items())
-    return f"x {','.join(dts)} {cs}"
+    return f"x {sig['x_ptr'][1:]} {cs}"
 
 
 def main():

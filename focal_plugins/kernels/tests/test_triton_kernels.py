@@ -13,18 +13,24 @@ HAS_TRITON = importlib.util.find_spec("triton") is not None
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
-def _run(device, *checks):
-    env = dict(os.environ)
+def _module(name, *args, interpret, timeout):
+    """Run a module of this package in a subprocess (with or without the interpreter);
+    returns its stdout after checking that it succeeded."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("TRITON_INTERPRET", None)
-    if device == "cpu":
+    if interpret:
         env["TRITON_INTERPRET"] = "1"
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-m", "focal_plugins.kernels.tests._kernel_checks",
-                          device, *checks], capture_output=True, text=True, env=env, cwd=ROOT,
-                         timeout=600)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
-    assert "ALL OK" in out.stdout, out.stdout[-3000:]
+    out = subprocess.run([sys.executable, "-m", name, *args], capture_output=True, text=True,
+                         env=env, cwd=ROOT, timeout=timeout)
+    assert out.returncode == 0, out.stdout[-5000:] + out.stderr[-5000:]
     return out.stdout
+
+
+def _run(device, *checks):
+    stdout = _module("focal_plugins.kernels.tests._kernel_checks", device, *checks,
+                     interpret=device == "cpu", timeout=600)
+    assert "ALL OK" in stdout, stdout[-3000:]
+    return stdout
 
 
 @pytest.mark.slow
@@ -62,11 +68,7 @@ def test_triton_is_imported_lazily_and_optional():
 def test_kernels_compile_for_gpus_without_spills():
     # the interpreter accepts code the GPU compiler rejects: compile every specialisation
     # the checks launch for Ampere and Hopper (Triton -> PTX -> ptxas cubin), no GPU needed
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("TRITON_INTERPRET", None)
-    out = subprocess.run([sys.executable, "-m", "focal_plugins.kernels.tests._compile_checks",
-                          "--arch", "80", "--arch", "90"], capture_output=True, text=True,
-                         env=env, cwd=ROOT, timeout=1200)
-    assert out.returncode == 0, out.stdout[-5000:] + out.stderr[-5000:]
-    assert "ALL COMPILED" in out.stdout
-    assert "| _softmax_focal_kernel | sm_90 |" in out.stdout, out.stdout[-3000:]
+    stdout = _module("focal_plugins.kernels.tests._compile_checks", "--arch", "80", "--arch",
+                     "90", interpret=False, timeout=1200)
+    assert "ALL COMPILED" in stdout
+    assert "| _softmax_focal_kernel | sm_90 |" in stdout, stdout[-3000:]
