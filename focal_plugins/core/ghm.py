@@ -258,6 +258,17 @@ class GHMC(_GHM):
         if backend != "reference":
             return self._fast_forward(backend, pred, target, label_weight, avg_factor,
                                       reduction)
+        loss, g, lw = self._elements(pred, target, label_weight)
+        valid = (lw > 0).to(loss.dtype)
+        with torch.no_grad():
+            w, tot, world = self._weights(g, valid, self._total(lw))
+        return self._reduce(loss, w.to(loss.dtype), tot, world, reduction, avg_factor)
+
+    def _elements(self, pred: Tensor, target: Tensor, label_weight: Optional[Tensor]):
+        """The reference math per element: (loss, g, lw). loss: BCE (N, C) or softmax CE
+        (N,) in the compute dtype, differentiable; g: its gradient norm (no grad); lw: the
+        label weight expanded to loss's shape, 0 where invalid (> 0 marks valid)."""
+        N, C = pred.shape
         x = pred.to(compute_dtype(pred))
         if self.use_sigmoid:
             t = _as_sigmoid_target(x, target)
@@ -270,10 +281,12 @@ class GHMC(_GHM):
             lw = _label_weight(label_weight, (N,), x) * (target != ig)
             loss = _softmax_focal_reference(x, target.long(), x.new_ones(C), 0.0, ig)  # = CE
             g = 1 - torch.exp(-loss.detach())  # 1 - p_t
-        valid = (lw > 0).to(x.dtype)
-        with torch.no_grad():
-            w, tot, world = self._weights(g, valid, valid.sum())
-        return self._reduce(loss, w.to(x.dtype), tot, world, reduction, avg_factor)
+        return loss, g, lw
+
+    @staticmethod
+    def _total(lw: Tensor) -> Tensor:
+        """GHM-C's tot: the number of valid elements."""
+        return (lw > 0).sum()
 
 
 class GHMR(_GHM):
@@ -308,6 +321,16 @@ class GHMR(_GHM):
             return self._fused(lambda weigh, red: K.ghm_asl1(
                 pred, target, lw, self.edges, self.mu, weigh, red), lw.sum(), reduction,
                 avg_factor)
+        loss, g, lw = self._elements(pred, target, label_weight)
+        with torch.no_grad():
+            valid = (lw > 0).to(loss.dtype)
+            w, tot, world = self._weights(g, valid, self._total(lw))
+        return self._reduce(loss, w.to(loss.dtype), tot, world, reduction, avg_factor)
+
+    def _elements(self, pred: Tensor, target: Tensor, label_weight: Optional[Tensor]):
+        """The reference math per element: (loss, g, lw). loss: ASL1 in the compute dtype,
+        differentiable; g = |d| / sqrt(d^2 + mu^2) (no grad); lw: the label weight expanded
+        to pred's shape (> 0 marks valid)."""
         dt = compute_dtype(pred)
         x, y = pred.to(dt), target.to(dt)
         lw = _label_weight(label_weight, x.shape, x)
@@ -316,6 +339,9 @@ class GHMR(_GHM):
         with torch.no_grad():
             d = x - y
             g = d.abs() / torch.sqrt(mu * mu + d * d)
-            valid = (lw > 0).to(dt)
-            w, tot, world = self._weights(g, valid, lw.sum())
-        return self._reduce(loss, w.to(dt), tot, world, reduction, avg_factor)
+        return loss, g, lw
+
+    @staticmethod
+    def _total(lw: Tensor) -> Tensor:
+        """GHM-R's tot: the sum of the label weights (mmdet)."""
+        return lw.sum()
