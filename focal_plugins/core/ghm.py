@@ -106,12 +106,18 @@ class _GHM(nn.Module):
 
     def _weights(self, g: Tensor, valid: Tensor, tot: Tensor):
         """Per-element GHM weights (no grad) and the global tot; ``valid`` is a 0/1 float."""
-        idx = torch.bucketize(g, self.edges[1:-1].to(g.dtype), right=True)
-        counts = torch.zeros(self.bins, dtype=torch.float32, device=g.device)
-        counts.scatter_add_(0, idx.flatten(), valid.flatten().float())
+        idx, counts = self._bin_counts(g, valid)
         per_bin, tot, world = self._per_bin(counts, tot)
         w = torch.where(valid > 0, per_bin[idx], per_bin.new_zeros(()))
         return w, tot, world
+
+    def _bin_counts(self, g: Tensor, valid: Tensor):
+        """The bin of every element and the number of valid elements per bin: (idx shaped
+        like g, counts (bins,)). The one binning routine of the reference path."""
+        idx = torch.bucketize(g, self.edges[1:-1].to(g.dtype), right=True)
+        counts = torch.zeros(self.bins, dtype=torch.float32, device=g.device)
+        counts.scatter_add_(0, idx.flatten(), valid.flatten().float())
+        return idx, counts
 
     def _per_bin(self, counts: Tensor, tot: Tensor):
         """Bin counts of this call -> per-bin weight (all-reduce, EMA update), tot, world."""
