@@ -1,23 +1,30 @@
-"""The main job (`make demo`): train a small RetinaNet with four classification losses on the
-embedded synthetic dataset, evaluate COCO AP, print one table and write plots.
+"""The main job (`make demo`): a multi-seed loss study. A small RetinaNet is trained with each
+loss on the embedded synthetic dataset, several times with different training seeds (the
+dataset fixed), evaluated with the framework's COCO evaluator, and every loss is reported
+as mean +- std over the seeds.
 
-    python tools/demo.py [--framework mmdet|detectron2] [--iters N] [--losses a,b,...]
-                         [--noise F] [--work-dir DIR] [--data-dir DIR]
+    python tools/demo.py [--framework mmdet|detectron2] [--seeds 3 | --seeds 0,1,2]
+                         [--iters N] [--losses a,b,...] [--noise F] [--jobs J]
+                         [--work-dir DIR] [--data-dir DIR]
 
 Steps:
 
-1. generate the dataset (``focal_plugins.data.synthetic``) into ``data/synthetic`` unless an
-   identical copy (same seed and settings) is cached there;
-2. for each loss, run the framework's training front (``tools/train.py`` for mmdet,
-   ``tools/train_net.py`` for detectron2) as a subprocess on the configs in ``configs/demo/``,
-   with the plugin's losses loaded through the adapter; per-iteration progress with ETA is
-   echoed from the framework's logger, the full log goes to ``<work-dir>/<loss>/train.log``;
+1. generate the dataset (``focal_plugins.data.synthetic``) into ``data/synthetic`` (or
+   ``data/synthetic_noise<F>`` with ``--noise F``) unless an identical copy (same seed and
+   settings) is cached there;
+2. for each loss and each training seed, run the framework's own training front
+   (``tools/train.py`` with ``--cfg-options randomness.seed=S`` for mmdet,
+   ``tools/train_net.py ... SEED S`` for detectron2) as a subprocess on the configs in
+   ``configs/demo/``, with the plugin's losses loaded through the adapter. ``--jobs`` runs
+   that many trainings side by side, each on ``--threads`` CPU threads (default: one
+   job per core, one thread each, so a run's result does not depend on ``--jobs``);
 3. the framework's COCO evaluator runs on the val split after training (mmdet's CocoMetric
-   with classwise=True, detectron2's COCOEvaluator); the table has AP, AP50, AP75 (COCO
-   AP x 100) and AP_rare, the mean per-class AP of the ``--rare-k`` classes with the fewest
-   training boxes, and the training time;
-4. writes ``<work-dir>/results.md``, ``results.json``, ``losses.png`` (training loss curves)
-   and ``ap.png`` (AP per loss).
+   with classwise=True, detectron2's COCOEvaluator): AP, AP50, AP75 (COCO AP x 100) and
+   AP_rare, the mean per-class AP of the ``--rare-k`` classes with the fewest training boxes;
+4. prints one table of mean +- std (sample standard deviation over the seeds) per loss and
+   writes ``<work-dir>/<framework>[_noise<F>]/``: ``results.md``, ``results.json`` (every
+   run's numbers and training-loss curve), ``ap.png`` (mean +- std per metric and loss) and
+   ``losses.png`` (mean training loss per loss, the band spanning the seeds).
 """
 from __future__ import annotations
 
@@ -30,7 +37,9 @@ import os.path as osp
 import re
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -39,51 +48,119 @@ from focal_plugins.data.synthetic import SyntheticConfig, ensure_dataset  # noqa
 
 # loss key -> (label in the table, mmdet config, detectron2 config)
 LOSSES = {
-    "bce": ("BCE (sigmoid CE, no focal term)",
+    "bce": ("BCE (sigmoid CE, no focal term) + L1",
             "configs/demo/retinanet_r18_synthetic_bce.py",
             "configs/demo/d2_retinanet_r18_synthetic_bce.yaml"),
-    "sigmoid_focal": ("sigmoid focal (gamma 2, alpha 0.25)",
+    "sigmoid_focal": ("sigmoid focal (gamma 2, alpha 0.25) + L1",
                       "configs/demo/retinanet_r18_synthetic_sigmoid_focal.py",
                       "configs/demo/d2_retinanet_r18_synthetic_sigmoid_focal.yaml"),
-    "softmax_focal": ("softmax focal (gamma 2)",
+    "softmax_focal": ("softmax focal (gamma 2) + L1",
                       "configs/demo/retinanet_r18_synthetic_softmax_focal.py",
                       "configs/demo/d2_retinanet_r18_synthetic_softmax_focal.yaml"),
-    "ghm": ("GHM-C + GHM-R",
+    "ghmc": ("GHM-C + L1",
+             "configs/demo/retinanet_r18_synthetic_ghmc.py",
+             "configs/demo/d2_retinanet_r18_synthetic_ghmc.yaml"),
+    "ghm": ("GHM-C + GHM-R (mu 0.1)",
             "configs/demo/retinanet_r18_synthetic_ghm.py",
             "configs/demo/d2_retinanet_r18_synthetic_ghm.yaml"),
+    "ghm_paper": ("GHM-C + GHM-R, paper settings (mu 0.02)",
+                  "configs/demo/retinanet_r18_synthetic_ghm_paper.py",
+                  "configs/demo/d2_retinanet_r18_synthetic_ghm_paper.yaml"),
 }
+METRICS = ("AP", "AP50", "AP75", "AP_rare")
+STD_TARGET = 2.0   # the study's bar: seed std of AP at most this many points
 
 # what is echoed from a training subprocess (everything goes to its train.log)
-ECHO = re.compile(r"Iter\(train\)|Iter\(val\) \[\d+/\d+\]\s+coco|bbox_mAP_copypaste|eta:|"
-                  r"Traceback|Error|error:|Evaluation results for bbox|copypaste")
+ECHO = re.compile(r"Iter\(train\)|bbox_mAP_copypaste|eta:|Traceback|Error|error:|"
+                  r"Evaluation results for bbox|copypaste")
+
+
+def parse_seeds(text: str):
+    """'3' -> [0, 1, 2]; '0,4,7' -> [0, 4, 7]."""
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes a count or a comma-separated list of "
+                                         f"integers, got {text!r}") from None
+    if len(values) == 1 and "," not in str(text):
+        if values[0] < 1:
+            raise argparse.ArgumentTypeError(f"--seeds count must be >= 1, got {text!r}")
+        return list(range(values[0]))
+    if not values or len(set(values)) != len(values) or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"--seeds list must hold distinct integers >= 0, "
+                                         f"got {text!r}")
+    return values
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--framework", choices=("mmdet", "detectron2"), default="mmdet")
-    p.add_argument("--iters", type=int, default=400, help="training iterations per loss")
+    p.add_argument("--seeds", type=parse_seeds, default=parse_seeds("3"),
+                   help="training seeds: a count N (seeds 0..N-1) or a list '0,1,2'")
+    p.add_argument("--iters", type=int, default=400, help="training iterations per run")
     p.add_argument("--losses", default=",".join(LOSSES),
                    help=f"comma-separated subset of {','.join(LOSSES)}")
-    p.add_argument("--data-dir", default=osp.join(ROOT, "data", "synthetic"),
-                   help="where the synthetic dataset is generated/cached")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="trainings run side by side (default: one per CPU core)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads of each training (default 1)")
+    p.add_argument("--data-dir", default=None,
+                   help="where the synthetic dataset is generated/cached (default "
+                   "data/synthetic, or data/synthetic_noise<F> with --noise F)")
     p.add_argument("--work-dir", default=osp.join(ROOT, "work_dirs", "demo"))
-    p.add_argument("--seed", type=int, default=0, help="dataset seed")
+    p.add_argument("--seed", type=int, default=0, help="dataset seed (fixed across runs)")
     p.add_argument("--num-train", type=int, default=SyntheticConfig.num_train)
-    p.add_argument("--num-val", type=int, default=SyntheticConfig.num_val)
+    p.add_argument("--num-val", type=int, default=400,
+                   help="validation images (400: the AP of one model varies less than "
+                   "on 100)")
     p.add_argument("--noise", type=float, default=0.0,
                    help="fraction of noisy training labels in the generated dataset")
     p.add_argument("--rare-k", type=int, default=3,
                    help="AP_rare averages the per-class AP of this many rarest classes")
     p.add_argument("--quiet", action="store_true", help="do not echo training progress")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for name in ("iters", "threads", "rare_k"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.jobs is not None and args.jobs < 1:
+        p.error(f"--jobs must be >= 1, got {args.jobs}")
+    if not 0.0 <= args.noise <= 1.0:
+        p.error(f"--noise must lie in [0, 1], got {args.noise}")
+    if args.data_dir is None:
+        name = "synthetic" if args.noise == 0 else f"synthetic_noise{args.noise:g}"
+        args.data_dir = osp.join(ROOT, "data", name)
+    return args
+
+
+def run_tag(args) -> str:
+    return args.framework + ("" if args.noise == 0 else f"_noise{args.noise:g}")
 
 
 # ----------------------------------------------------------------------------- subprocess
-def _run(cmd, log_path, quiet=False, prefix=""):
+_print_lock = threading.Lock()
+
+
+def _say(text: str) -> None:
+    with _print_lock:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def _run(cmd, log_path, threads, quiet=False, prefix=""):
     """Runs cmd, streaming selected lines; returns (returncode, wall seconds)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
     t0 = time.time()
     tail = []
     with open(log_path, "w") as log:
@@ -95,19 +172,29 @@ def _run(cmd, log_path, quiet=False, prefix=""):
             log.flush()
             tail = (tail + [line])[-60:]
             if not quiet and ECHO.search(line):
-                sys.stdout.write(prefix + _shorten(line))
-                sys.stdout.flush()
+                _say(prefix + _shorten(line))
         rc = proc.wait()
     if rc != 0:
-        sys.stdout.write("".join(tail))
+        _say("".join(prefix + t for t in tail))
     return rc, time.time() - t0
 
 
 def _shorten(line: str) -> str:
     line = re.sub(r"^\d+/\d+ \d\d:\d\d:\d\d - mmengine - INFO - ", "", line)
-    line = re.sub(r"coco/\w+_precision: [\d.]+\s+", "", line)
+    line = re.sub(r"\s+(lr|data_time|memory): [\d.e+-]+", "", line)
     line = re.sub(r"\[\d\d/\d\d \d\d:\d\d:\d\d d2\.\S+\]: ", "", line)
     return line
+
+
+def train_command(args, key, seed, wd):
+    _, mm_cfg, d2_cfg = LOSSES[key]
+    if args.framework == "mmdet":
+        return [sys.executable, "tools/train.py", mm_cfg, "--work-dir", wd,
+                "--data-root", args.data_dir, "--max-iters", str(args.iters),
+                "--cfg-options", f"randomness.seed={seed}"]
+    return [sys.executable, "tools/train_net.py", "--config-file", d2_cfg,
+            "--data-root", args.data_dir, "--max-iter", str(args.iters),
+            "SEED", str(seed), "OUTPUT_DIR", wd]
 
 
 # ------------------------------------------------------------------------------ read back
@@ -135,14 +222,12 @@ def collect_mmdet(work_dir, class_names):
         # CocoMetric logs no AP when the model made no detection above the score threshold
         if not any("step" in r and "loss" not in r for r in rows):
             raise RuntimeError(f"no evaluation in {files[-1]}")
-        print("[demo] no detections above the score threshold: AP 0")
+        _say("[demo] no detections above the score threshold: AP 0\n")
         val = [{"coco/bbox_mAP": 0.0, "coco/bbox_mAP_50": 0.0, "coco/bbox_mAP_75": 0.0,
                 **{f"coco/{n}_precision": 0.0 for n in class_names}}]
     v = val[-1]
     # the logger averages 'time' over its interval: sum(time) x interval ~ loop time
-    iters = [r["iter"] for r in train]
-    train_time = 0.0
-    prev = 0
+    train_time, prev = 0.0, 0
     for r in train:
         train_time += r["time"] * (r["iter"] - prev)
         prev = r["iter"]
@@ -151,7 +236,7 @@ def collect_mmdet(work_dir, class_names):
         AP=100 * v["coco/bbox_mAP"], AP50=100 * v["coco/bbox_mAP_50"],
         AP75=100 * v["coco/bbox_mAP_75"],
         per_class={n: 100 * v.get(f"coco/{n}_precision", float("nan")) for n in class_names},
-        train_time=train_time, iters=iters[-1] if iters else 0)
+        train_time=train_time, iters=prev)
 
 
 def collect_detectron2(work_dir, class_names):
@@ -162,8 +247,7 @@ def collect_detectron2(work_dir, class_names):
     if not val:
         raise RuntimeError(f"no COCO evaluation in {path}")
     v = val[-1]
-    train_time = 0.0
-    prev = 0
+    train_time, prev = 0.0, 0
     for r in train:  # 'time' is the median over the logger's window
         it = r["iteration"] + 1
         train_time += r.get("time", 0.0) * (it - prev)
@@ -175,59 +259,105 @@ def collect_detectron2(work_dir, class_names):
         train_time=train_time, iters=prev)
 
 
-def _nanmean(xs):
-    xs = [x for x in xs if x is not None and not math.isnan(x)]
-    return sum(xs) / len(xs) if xs else float("nan")
+def _finite(xs):
+    return [x for x in xs if x is not None and not math.isnan(x)]
+
+
+def mean_std(xs):
+    """(mean, sample std) of the finite values; std is nan for fewer than 2."""
+    xs = _finite(xs)
+    if not xs:
+        return float("nan"), float("nan")
+    m = sum(xs) / len(xs)
+    if len(xs) < 2:
+        return m, float("nan")
+    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+
+def summarise(runs):
+    """{metric: (mean, std)} over a loss's runs, plus the train time and wall means."""
+    out = {m: mean_std([r[m] for r in runs]) for m in METRICS}
+    out["train_time"] = mean_std([r["train_time"] for r in runs])
+    out["wall"] = mean_std([r["wall"] for r in runs])
+    return out
 
 
 # --------------------------------------------------------------------------------- output
+def _pm(ms, digits=1):
+    m, s = ms
+    if math.isnan(s):
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
 def make_table(results, rare, args, dataset_line):
-    head = ("| loss | AP | AP50 | AP75 | AP_rare | train time (s) | wall (s) |\n"
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+    n = len(args.seeds)
+    head = (f"| loss | AP | AP50 | AP75 | AP_rare | train time (s) |\n"
+            "| --- | ---: | ---: | ---: | ---: | ---: |\n")
     body = ""
-    for key, r in results.items():
-        body += (f"| {LOSSES[key][0]} | {r['AP']:.1f} | {r['AP50']:.1f} | {r['AP75']:.1f} | "
-                 f"{r['AP_rare']:.1f} | {r['train_time']:.0f} | {r['wall']:.0f} |\n")
-    notes = (f"\nframework {args.framework}; {args.iters} iterations per loss; {dataset_line}; "
-             f"COCO AP x 100 on the val split; AP_rare = mean per-class AP of the "
-             f"{len(rare)} classes with the fewest training boxes ({', '.join(rare)}); "
-             "train time = the training loop as the framework's logger timed it, wall = the "
-             "whole subprocess (start-up, training, evaluation).\n")
+    for key, res in results.items():
+        s = res["summary"]
+        body += (f"| {LOSSES[key][0]} | " + " | ".join(_pm(s[m]) for m in METRICS)
+                 + f" | {s['train_time'][0]:.0f} |\n")
+    notes = (f"\nMean ± sample std over {n} training seed{'s' if n > 1 else ''} "
+             f"({', '.join(map(str, args.seeds))}); framework {args.framework}; "
+             f"{args.iters} iterations per run; {dataset_line}; COCO AP x 100 on the val "
+             f"split; AP_rare = mean per-class AP of the {len(rare)} classes with the fewest "
+             f"training boxes ({', '.join(rare)}); train time = the training loop as the "
+             "framework's logger timed it (mean per run).\n")
     return head + body + notes
 
 
-def plot(results, out_dir):
+def make_runs_table(results):
+    head = ("| loss | seed | AP | AP50 | AP75 | AP_rare | train time (s) | wall (s) |\n"
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+    body = ""
+    for key, res in results.items():
+        for r in res["runs"]:
+            body += (f"| {key} | {r['seed']} | " + " | ".join(f"{r[m]:.1f}" for m in METRICS)
+                     + f" | {r['train_time']:.0f} | {r['wall']:.0f} |\n")
+    return head + body
+
+
+def plot(results, out_dir, title):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for key, r in results.items():
-        if r["curve"]:
-            xs, ys = zip(*r["curve"])
-            ax.plot(xs, ys, label=LOSSES[key][0])
+    for key, res in results.items():
+        curves = [dict(r["curve"]) for r in res["runs"] if r["curve"]]
+        if not curves:
+            continue
+        xs = sorted(set.intersection(*(set(c) for c in curves)))
+        ys = [[c[x] for c in curves] for x in xs]
+        line, = ax.plot(xs, [sum(y) / len(y) for y in ys], label=LOSSES[key][0])
+        if len(curves) > 1:
+            ax.fill_between(xs, [min(y) for y in ys], [max(y) for y in ys],
+                            color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("iteration")
     ax.set_ylabel("training loss (cls + box)")
     ax.set_yscale("log")
-    ax.set_title("Training loss per classification loss")
-    ax.legend()
+    ax.set_title(f"Training loss, mean over seeds (band: min-max); {title}", fontsize=9)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(osp.join(out_dir, "losses.png"), dpi=120)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    metrics = ("AP", "AP50", "AP75", "AP_rare")
+    fig, ax = plt.subplots(figsize=(9, 4.8))
     width = 0.8 / max(1, len(results))
-    for i, (key, r) in enumerate(results.items()):
-        xs = [m + i * width for m in range(len(metrics))]
-        ax.bar(xs, [0 if math.isnan(r[m]) else r[m] for m in metrics], width,
-               label=LOSSES[key][0])
-    ax.set_xticks([m + width * (len(results) - 1) / 2 for m in range(len(metrics))])
-    ax.set_xticklabels(metrics)
-    ax.set_ylabel("COCO AP x 100 (val)")
-    ax.set_title("AP per loss")
-    ax.legend(fontsize=8)
+    for i, (key, res) in enumerate(results.items()):
+        s = res["summary"]
+        xs = [m + i * width for m in range(len(METRICS))]
+        means = [0.0 if math.isnan(s[m][0]) else s[m][0] for m in METRICS]
+        stds = [0.0 if math.isnan(s[m][1]) else s[m][1] for m in METRICS]
+        ax.bar(xs, means, width, yerr=stds, capsize=2, label=LOSSES[key][0])
+    ax.set_xticks([m + width * (len(results) - 1) / 2 for m in range(len(METRICS))])
+    ax.set_xticklabels(METRICS)
+    ax.set_ylabel("COCO AP x 100 (val), mean ± std over seeds")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(osp.join(out_dir, "ap.png"), dpi=120)
     plt.close(fig)
@@ -240,7 +370,8 @@ def main(argv=None):
         if k not in LOSSES:
             raise SystemExit(f"unknown loss {k!r}; choose from {', '.join(LOSSES)}")
     t_start = time.time()
-    os.makedirs(args.work_dir, exist_ok=True)
+    out_dir = osp.join(args.work_dir, run_tag(args))
+    os.makedirs(out_dir, exist_ok=True)
 
     dcfg = SyntheticConfig(seed=args.seed, num_train=args.num_train, num_val=args.num_val,
                            noise=args.noise)
@@ -252,54 +383,70 @@ def main(argv=None):
     rare = sorted(class_names, key=lambda n: (counts[n], -class_names.index(n)))[: args.rare_k]
     dataset_line = (f"synthetic dataset seed {args.seed}: {len(train_coco['images'])} train / "
                     f"{args.num_val} val images of {dcfg.image_size}x{dcfg.image_size}, "
-                    f"{len(train_coco['annotations'])} train boxes, noise {args.noise}")
+                    f"{len(train_coco['annotations'])} train boxes, noise {args.noise:g}")
 
-    results = {}
-    for n, key in enumerate(keys, 1):
-        label, mm_cfg, d2_cfg = LOSSES[key]
-        wd = osp.join(args.work_dir, args.framework, key)
+    runs = [(key, seed) for key in keys for seed in args.seeds]
+    jobs = min(args.jobs or max(1, _cores() // args.threads), len(runs))
+    _say(f"[demo] {len(runs)} trainings ({len(keys)} losses x {len(args.seeds)} seeds), "
+         f"{jobs} at a time, {args.threads} thread(s) each\n")
+    collect = collect_mmdet if args.framework == "mmdet" else collect_detectron2
+    done = []
+
+    def one(item):
+        n, (key, seed) = item
+        wd = osp.join(out_dir, key, f"seed{seed}")
         os.makedirs(wd, exist_ok=True)
-        if args.framework == "mmdet":
-            for old in glob.glob(osp.join(wd, "2*", "vis_data", "scalars.json")):
-                os.remove(old)
-            cmd = [sys.executable, "tools/train.py", mm_cfg, "--work-dir", wd,
-                   "--data-root", args.data_dir, "--max-iters", str(args.iters)]
-        else:
-            if osp.exists(osp.join(wd, "metrics.json")):
-                os.remove(osp.join(wd, "metrics.json"))
-            cmd = [sys.executable, "tools/train_net.py", "--config-file", d2_cfg,
-                   "--data-root", args.data_dir, "--max-iter", str(args.iters),
-                   "OUTPUT_DIR", wd]
-        print(f"\n[demo] ({n}/{len(keys)}) {label}: {' '.join(cmd[1:])}", flush=True)
-        rc, wall = _run(cmd, osp.join(wd, "train.log"), quiet=args.quiet,
-                        prefix=f"[{key}] ")
+        for old in glob.glob(osp.join(wd, "2*", "vis_data", "scalars.json")) + \
+                glob.glob(osp.join(wd, "metrics.json")):
+            os.remove(old)
+        cmd = train_command(args, key, seed, wd)
+        _say(f"\n[demo] ({n}/{len(runs)}) {LOSSES[key][0]}, seed {seed}: "
+             f"{' '.join(cmd[1:])}\n")
+        rc, wall = _run(cmd, osp.join(wd, "train.log"), args.threads, quiet=args.quiet,
+                        prefix=f"[{key} s{seed}] ")
         if rc != 0:
-            raise SystemExit(f"[demo] training with {key} failed (exit {rc}); log: "
-                             f"{osp.join(wd, 'train.log')}")
-        collect = collect_mmdet if args.framework == "mmdet" else collect_detectron2
+            raise RuntimeError(f"training {key} seed {seed} failed (exit {rc}); log: "
+                               f"{osp.join(wd, 'train.log')}")
         r = collect(wd, class_names)
-        r["wall"] = wall
-        r["AP_rare"] = _nanmean([r["per_class"][c] for c in rare])
-        results[key] = r
-        elapsed = time.time() - t_start
-        print(f"[demo] {key}: AP {r['AP']:.1f}, AP_rare {r['AP_rare']:.1f}, "
-              f"{wall:.0f} s; {elapsed / 60:.1f} min since the start", flush=True)
+        r.update(seed=seed, wall=wall, work_dir=wd,
+                 AP_rare=mean_std([r["per_class"][c] for c in rare])[0])
+        done.append(1)
+        _say(f"[demo] {key} seed {seed}: AP {r['AP']:.1f}, AP_rare {r['AP_rare']:.1f}, "
+             f"{wall:.0f} s; {len(done)}/{len(runs)} done, "
+             f"{(time.time() - t_start) / 60:.1f} min since the start\n")
+        return key, r
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        try:
+            finished = list(pool.map(one, enumerate(runs, 1)))
+        except RuntimeError as e:
+            raise SystemExit(f"[demo] {e}")
+    results = {}
+    for key in keys:
+        rs = sorted((r for k, r in finished if k == key), key=lambda r: r["seed"])
+        results[key] = dict(label=LOSSES[key][0], runs=rs, summary=summarise(rs))
 
     table = make_table(results, rare, args, dataset_line)
+    runs_table = make_runs_table(results)
     cmdline = "python tools/demo.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    with open(osp.join(args.work_dir, "results.md"), "w") as f:
-        f.write(f"`{cmdline.strip()}`\n\n{table}")
-    with open(osp.join(args.work_dir, "results.json"), "w") as f:
+    total = time.time() - t_start
+    with open(osp.join(out_dir, "results.md"), "w") as f:
+        f.write(f"`{cmdline.strip()}` ({total / 60:.1f} min)\n\n{table}\nEvery run:\n\n"
+                f"{runs_table}")
+    with open(osp.join(out_dir, "results.json"), "w") as f:
         json.dump({"command": cmdline.strip(), "framework": args.framework,
-                   "iters": args.iters, "rare_classes": rare, "class_counts": counts,
-                   "results": results}, f, indent=1)
-    plot(results, args.work_dir)
+                   "iters": args.iters, "seeds": args.seeds, "noise": args.noise,
+                   "dataset": dataset_line, "rare_classes": rare, "class_counts": counts,
+                   "minutes": total / 60, "results": results}, f, indent=1)
+    plot(results, out_dir, f"{args.framework}, noise {args.noise:g}, {args.iters} iterations, "
+         f"{len(args.seeds)} seeds")
     print("\n" + table)
-    print(f"[demo] per-class AP: " + "; ".join(
-        f"{k}: " + ", ".join(f"{c} {v:.1f}" for c, v in r["per_class"].items())
-        for k, r in results.items()))
-    print(f"[demo] wrote {osp.join(args.work_dir, 'results.md')}, losses.png, ap.png; "
-          f"total {(time.time() - t_start) / 60:.1f} min")
+    wide = [LOSSES[k][0] for k, r in results.items()
+            if r["summary"]["AP"][1] > STD_TARGET]
+    if wide:
+        print(f"[demo] note: seed std of AP above {STD_TARGET:g} for: {'; '.join(wide)}")
+    print(f"[demo] wrote {osp.join(out_dir, 'results.md')}, results.json, losses.png, "
+          f"ap.png; total {total / 60:.1f} min")
     return results
 
 

@@ -1,0 +1,119 @@
+"""tools/demo.py, the multi-seed loss study: seeds, mean +- std, outputs, both frameworks end
+to end on a tiny dataset (subprocesses, CPU)."""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+import demo  # noqa: E402
+
+
+def _env():
+    return dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def test_seeds_take_a_count_or_a_list():
+    assert demo.parse_seeds("3") == [0, 1, 2]
+    assert demo.parse_seeds("1") == [0]
+    assert demo.parse_seeds("4,0,7") == [4, 0, 7]
+    assert demo.parse_seeds("5,") == [5]
+    for bad in ("0", "-2", "a", "1,1", "1,-3", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="--seeds"):
+            demo.parse_seeds(bad)
+
+
+def test_mean_and_sample_std():
+    m, s = demo.mean_std([50.0, 52.0, 57.0])
+    assert m == pytest.approx(53.0)
+    assert s == pytest.approx(math.sqrt((9 + 1 + 16) / 2))
+    m, s = demo.mean_std([41.0, float("nan")])   # a class without AP is left out
+    assert m == 41.0 and math.isnan(s)
+    assert all(math.isnan(v) for v in demo.mean_std([]))
+
+
+def test_bad_arguments_are_refused(capsys):
+    for argv, word in ((["--iters", "0"], "--iters"), (["--jobs", "0"], "--jobs"),
+                       (["--noise", "1.5"], "--noise"), (["--seeds", "0"], "--seeds")):
+        with pytest.raises(SystemExit):
+            demo.parse_args(argv)
+        assert word in capsys.readouterr().err
+
+
+def test_noise_gets_its_own_dataset_and_result_folders():
+    clean, noisy = demo.parse_args([]), demo.parse_args(["--noise", "0.2"])
+    assert clean.data_dir != noisy.data_dir and noisy.data_dir.endswith("synthetic_noise0.2")
+    assert demo.run_tag(clean) == "mmdet" and demo.run_tag(noisy) == "mmdet_noise0.2"
+
+
+def test_every_row_has_configs_for_both_frameworks():
+    for key, (label, mm, d2) in demo.LOSSES.items():
+        assert os.path.isfile(os.path.join(ROOT, mm)), mm
+        assert os.path.isfile(os.path.join(ROOT, d2)), d2
+
+
+def _tiny(tmp_path, *extra):
+    wd = tmp_path / "work"
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "demo.py"), "--iters", "2",
+           "--num-train", "8", "--num-val", "4", "--data-dir", str(tmp_path / "data"),
+           "--work-dir", str(wd), *extra]
+    out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    return out, wd
+
+
+@pytest.mark.slow
+def test_demo_mmdet_two_seeds_end_to_end(tmp_path):
+    pytest.importorskip("mmdet")
+    out, wd = _tiny(tmp_path, "--losses", "sigmoid_focal,ghm", "--seeds", "2", "--jobs", "2")
+    assert "| loss | AP | AP50 | AP75 | AP_rare |" in out.stdout
+    assert "Iter(train)" in out.stdout and "eta:" in out.stdout  # progress was visible
+    res_dir = wd / "mmdet"
+    for name in ("results.md", "results.json", "losses.png", "ap.png"):
+        assert (res_dir / name).is_file() and (res_dir / name).stat().st_size > 0, name
+    res = json.loads((res_dir / "results.json").read_text())
+    assert res["seeds"] == [0, 1] and set(res["results"]) == {"sigmoid_focal", "ghm"}
+    assert len(res["rare_classes"]) == 3
+    for key, r in res["results"].items():
+        runs = r["runs"]
+        assert [x["seed"] for x in runs] == [0, 1]
+        for x in runs:
+            assert 0.0 <= x["AP"] <= 100.0 and x["curve"]
+        # the summary is the mean and sample std of the runs
+        for m in demo.METRICS:
+            mean, std = demo.mean_std([x[m] for x in runs])
+            assert r["summary"][m][0] == pytest.approx(mean, nan_ok=True)
+            assert r["summary"][m][1] == pytest.approx(std, nan_ok=True)
+        # the training seed reached the training: other initial weights, another first loss
+        assert runs[0]["curve"][0][1] != runs[1]["curve"][0][1], key
+    md = (res_dir / "results.md").read_text()
+    assert "±" in md and "Every run:" in md and md.count("| ghm |") == 2
+    # a demo checkpoint feeds the density figure
+    ckpt = res_dir / "ghm" / "seed0" / "iter_2.pth"
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "plot_grad_density.py"),
+           "--run", "GHM", os.path.join(ROOT, demo.LOSSES["ghm"][1]),
+           str(ckpt), "--data-root", str(tmp_path / "data"), "--num-images", "4",
+           "--out", str(tmp_path / "gd.png")]
+    out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert (tmp_path / "gd.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_demo_detectron2_end_to_end(tmp_path):
+    pytest.importorskip("detectron2")
+    out, wd = _tiny(tmp_path, "--framework", "detectron2", "--losses", "softmax_focal",
+                    "--seeds", "1")
+    assert "| loss | AP | AP50 | AP75 | AP_rare |" in out.stdout
+    res = json.loads((wd / "detectron2" / "results.json").read_text())
+    assert res["framework"] == "detectron2" and set(res["results"]) == {"softmax_focal"}
+    (run,) = res["results"]["softmax_focal"]["runs"]
+    assert run["seed"] == 0 and run["curve"]
+    assert (wd / "detectron2" / "losses.png").is_file()
+    assert (wd / "detectron2" / "ap.png").is_file()
