@@ -40,7 +40,8 @@ def test_mean_and_sample_std():
 
 def test_bad_arguments_are_refused(capsys):
     for argv, word in ((["--iters", "0"], "--iters"), (["--jobs", "0"], "--jobs"),
-                       (["--noise", "1.5"], "--noise"), (["--seeds", "0"], "--seeds")):
+                       (["--noise", "1.5"], "--noise"), (["--seeds", "0"], "--seeds"),
+                       (["--set", "mu0.05"], "--set"), (["--set", "=1"], "--set")):
         with pytest.raises(SystemExit):
             demo.parse_args(argv)
         assert word in capsys.readouterr().err
@@ -50,6 +51,18 @@ def test_noise_gets_its_own_dataset_and_result_folders():
     clean, noisy = demo.parse_args([]), demo.parse_args(["--noise", "0.2"])
     assert clean.data_dir != noisy.data_dir and noisy.data_dir.endswith("synthetic_noise0.2")
     assert demo.run_tag(clean) == "mmdet" and demo.run_tag(noisy) == "mmdet_noise0.2"
+
+
+def test_overrides_reach_both_frameworks_commands():
+    args = demo.parse_args(["--set", "model.bbox_head.loss_bbox.mu=0.05", "a.b=c=d"])
+    mm = demo.train_command(args, "ghm", 2, "wd")
+    assert mm[-3:] == ["randomness.seed=2", "model.bbox_head.loss_bbox.mu=0.05", "a.b=c=d"]
+    args = demo.parse_args(["--framework", "detectron2", "--set",
+                            "MODEL.FOCAL_PLUGINS.RETINANET.BOX_LOSS.MU=0.05"])
+    d2 = demo.train_command(args, "ghm", 1, "wd")
+    assert d2[-6:] == ["SEED", "1", "OUTPUT_DIR", "wd",
+                       "MODEL.FOCAL_PLUGINS.RETINANET.BOX_LOSS.MU", "0.05"]
+    assert "overrides for every run: " in demo.make_table({}, ["bar"], args, "data")
 
 
 def test_every_row_has_configs_for_both_frameworks():
@@ -103,6 +116,17 @@ def test_demo_mmdet_two_seeds_end_to_end(tmp_path):
     out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert (tmp_path / "gd.png").stat().st_size > 1000
+    # and the GHM-R mu tool, on the targets and on that model's residuals
+    for extra in ([], ["--checkpoint", str(ckpt)]):
+        cmd = [sys.executable, os.path.join(ROOT, "tools", "ghmr_mu.py"),
+               os.path.join(ROOT, demo.LOSSES["ghm"][1]), "--data-root", str(tmp_path / "data"),
+               "--num-images", "4", "--mu", "0.02", "0.1", *extra]
+        out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True,
+                             timeout=600)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        word = "residual" if extra else "target"
+        assert f"positive box coordinates; {word}" in out.stdout
+        assert out.stdout.count("in GHM-R's last bin") == 2 and "suggested mu" in out.stdout
 
 
 @pytest.mark.slow

@@ -126,7 +126,14 @@ def parse_args(argv=None):
     p.add_argument("--rare-k", type=int, default=3,
                    help="AP_rare averages the per-class AP of this many rarest classes")
     p.add_argument("--quiet", action="store_true", help="do not echo training progress")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="config overrides for every training, e.g. "
+                   "model.bbox_head.loss_bbox.mu=0.05 (mmdet --cfg-options) or "
+                   "MODEL.FOCAL_PLUGINS.RETINANET.BOX_LOSS.MU=0.05 (detectron2 opts)")
     args = p.parse_args(argv)
+    bad = [kv for kv in args.set if "=" not in kv or kv.startswith("=")]
+    if bad:
+        p.error(f"--set takes KEY=VALUE pairs, got {bad}")
     for name in ("iters", "threads", "rare_k"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -191,10 +198,11 @@ def train_command(args, key, seed, wd):
     if args.framework == "mmdet":
         return [sys.executable, "tools/train.py", mm_cfg, "--work-dir", wd,
                 "--data-root", args.data_dir, "--max-iters", str(args.iters),
-                "--cfg-options", f"randomness.seed={seed}"]
+                "--cfg-options", f"randomness.seed={seed}", *args.set]
+    opts = [part for kv in args.set for part in kv.split("=", 1)]
     return [sys.executable, "tools/train_net.py", "--config-file", d2_cfg,
             "--data-root", args.data_dir, "--max-iter", str(args.iters),
-            "SEED", str(seed), "OUTPUT_DIR", wd]
+            "SEED", str(seed), "OUTPUT_DIR", wd, *opts]
 
 
 # ------------------------------------------------------------------------------ read back
@@ -304,7 +312,9 @@ def make_table(results, rare, args, dataset_line):
              f"{args.iters} iterations per run; {dataset_line}; COCO AP x 100 on the val "
              f"split; AP_rare = mean per-class AP of the {len(rare)} classes with the fewest "
              f"training boxes ({', '.join(rare)}); train time = the training loop as the "
-             "framework's logger timed it (mean per run).\n")
+             "framework's logger timed it (mean per run)"
+             + (f"; overrides for every run: {' '.join(args.set)}" if args.set else "")
+             + ".\n")
     return head + body + notes
 
 
@@ -435,7 +445,7 @@ def main(argv=None):
                 f"{runs_table}")
     with open(osp.join(out_dir, "results.json"), "w") as f:
         json.dump({"command": cmdline.strip(), "framework": args.framework,
-                   "iters": args.iters, "seeds": args.seeds, "noise": args.noise,
+                   "iters": args.iters, "seeds": args.seeds, "noise": args.noise, "set": args.set,
                    "dataset": dataset_line, "rare_classes": rare, "class_counts": counts,
                    "minutes": total / 60, "results": results}, f, indent=1)
     plot(results, out_dir, f"{args.framework}, noise {args.noise:g}, {args.iters} iterations, "

@@ -37,9 +37,10 @@ import torch  # noqa: E402
 from focal_plugins.core import GHMC, sigmoid_focal_loss  # noqa: E402
 
 
-def collect_logits(config, checkpoint, data_root=None, num_images=64, batch_size=8):
-    """(logits (N, C), targets (N,) class index with C = background, sigmoid?) on the
-    training images, valid anchors only."""
+def head_batches(config, checkpoint=None, data_root=None, num_images=64, batch_size=8):
+    """Yield ``(head, cls_scores, bbox_preds, targets)`` for the training images of an mmdet
+    dense-head config, in order, until ``num_images`` images are seen; ``targets`` is what
+    the head's own ``get_targets`` (its assigner and box coder) returns for them."""
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
@@ -71,29 +72,39 @@ def collect_logits(config, checkpoint, data_root=None, num_images=64, batch_size
     loader_cfg["sampler"] = dict(type="DefaultSampler", shuffle=False)
     loader_cfg.pop("batch_sampler", None)
     loader = Runner.build_dataloader(loader_cfg, seed=0)
-    logits, targets, seen = [], [], 0
+    seen = 0
     with torch.no_grad():
         for batch in loader:
             data = model.data_preprocessor(batch, training=True)
             samples = data["data_samples"]
-            cls_scores, _ = head(model.extract_feat(data["inputs"]))
+            cls_scores, bbox_preds = head(model.extract_feat(data["inputs"]))
             metas = [s.metainfo for s in samples]
             gts = [s.gt_instances for s in samples]
             sizes = [c.shape[-2:] for c in cls_scores]
             anchors, valid = head.get_anchors(sizes, metas, device=cls_scores[0].device)
-            labels, label_w, *_ = head.get_targets(anchors, valid, gts, metas)
-            C = head.cls_out_channels
-            x = torch.cat([c.permute(0, 2, 3, 1).reshape(c.shape[0], -1, C)
-                           for c in cls_scores], 1)
-            y = torch.cat(labels, 1)
-            w = torch.cat(label_w, 1)
-            keep = w > 0
-            logits.append(x[keep])
-            targets.append(y[keep])
+            yield head, cls_scores, bbox_preds, head.get_targets(anchors, valid, gts, metas)
             seen += len(samples)
             if seen >= num_images:
-                break
-    return torch.cat(logits), torch.cat(targets), bool(head.use_sigmoid_cls)
+                return
+
+
+def flat_levels(maps, channels):
+    """Per-level (B, A*channels, H, W) head outputs as one (B, anchors, channels) tensor."""
+    return torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, channels) for m in maps], 1)
+
+
+def collect_logits(config, checkpoint, data_root=None, num_images=64, batch_size=8):
+    """(logits (N, C), targets (N,) class index with C = background, sigmoid?) on the
+    training images, valid anchors only."""
+    logits, targets, sigmoid = [], [], True
+    for head, cls_scores, _, (labels, label_w, *_) in head_batches(
+            config, checkpoint, data_root, num_images, batch_size):
+        x = flat_levels(cls_scores, head.cls_out_channels)
+        keep = torch.cat(label_w, 1) > 0
+        logits.append(x[keep])
+        targets.append(torch.cat(labels, 1)[keep])
+        sigmoid = bool(head.use_sigmoid_cls)
+    return torch.cat(logits), torch.cat(targets), sigmoid
 
 
 def grad_norms(logits, targets, sigmoid):

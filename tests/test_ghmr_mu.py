@@ -1,0 +1,41 @@
+"""tools/ghmr_mu.py: the GHM-R bin arithmetic behind its suggestion (the end-to-end run on a
+demo checkpoint is in test_demo.py)."""
+import os
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+import ghmr_mu  # noqa: E402
+
+from focal_plugins.core import GHMR  # noqa: E402
+
+
+def test_suggested_mu_puts_the_median_at_g_0_9():
+    d = torch.tensor([0.01, 0.05, 0.2, 0.3, 0.9], dtype=torch.float64)
+    mu = ghmr_mu.suggested_mu(d)
+    assert mu == pytest.approx(0.2 / 2.0647, rel=1e-4)
+    g = 0.2 / (0.2 ** 2 + mu ** 2) ** 0.5
+    assert g == pytest.approx(0.9)
+
+
+def test_last_bin_share_matches_the_loss_modules_binning():
+    torch.manual_seed(0)
+    d = torch.randn(4000, dtype=torch.float64).abs() * 0.2
+    for mu in (0.02, 0.1, 0.3):
+        ghm = GHMR(mu=mu, bins=10, momentum=0.0)
+        g = d / (d * d + mu * mu).sqrt()
+        idx, _ = ghm._bin_counts(g, torch.ones_like(g, dtype=torch.bool))
+        assert ghmr_mu.last_bin_share(d, mu, 10) == pytest.approx(
+            (idx == 9).double().mean().item())
+
+
+def test_bad_arguments_are_refused(capsys):
+    for argv, word in ((["c.py", "--bins", "1"], "--bins"), (["c.py", "--mu", "0"], "--mu"),
+                       (["c.py", "--num-images", "0"], "--num-images")):
+        with pytest.raises(SystemExit):
+            ghmr_mu.main(argv)
+        assert word in capsys.readouterr().err

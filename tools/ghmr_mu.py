@@ -1,0 +1,89 @@
+"""The scale of a detector's box-regression targets, and the GHM-R mu that fits it.
+
+    python tools/ghmr_mu.py CONFIG [--checkpoint CKPT] [--data-root DIR]
+        [--num-images 64] [--bins 10] [--mu 0.02 0.1 ...]
+
+For an mmdet anchor-based dense head (RetinaNet and kin), the positive anchors of the
+training images are matched with the head's own assigner and encoded with its own box coder
+(so the coder's ``target_means``/``target_stds`` are applied, as the loss sees them). The tool
+prints the quantiles of |d| over all positive coordinates, where d is the target delta, or,
+with ``--checkpoint``, the residual (predicted delta - target delta) of that model; then, for
+each mu, the share of coordinates GHM-R (``--bins`` bins over g = |d| / sqrt(d^2 + mu^2)) puts
+in its last bin, and the suggested mu = median |d| / 2.065: the mu at which the median
+coordinate sits at g = 0.9, the lower edge of the last of 10 bins (README: "Choosing mu").
+"""
+from __future__ import annotations
+
+import argparse
+import os.path as osp
+import sys
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.join(ROOT, "tools"))
+sys.path.insert(0, ROOT)
+
+import torch  # noqa: E402
+
+from plot_grad_density import flat_levels, head_batches  # noqa: E402
+
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+G_MEDIAN_IN_LAST_BIN = 0.9
+# |d| / mu at which g = |d| / sqrt(d^2 + mu^2) equals 0.9
+D_OVER_MU = G_MEDIAN_IN_LAST_BIN / (1 - G_MEDIAN_IN_LAST_BIN ** 2) ** 0.5
+
+
+def positive_deltas(config, checkpoint=None, data_root=None, num_images=64):
+    """|d| of every positive box coordinate: target deltas, or residuals with a checkpoint."""
+    out = []
+    for head, _, bbox_preds, (_, _, targets, weights, *_) in head_batches(
+            config, checkpoint, data_root, num_images):
+        if getattr(head, "reg_decoded_bbox", False):
+            raise ValueError(f"{config}: the head regresses decoded boxes "
+                             "(reg_decoded_bbox=True); GHM-R's mu applies to coder deltas")
+        t = torch.cat(targets, 1)
+        keep = torch.cat(weights, 1) > 0
+        d = flat_levels(bbox_preds, t.shape[-1]) - t if checkpoint else t
+        out.append(d[keep].abs())
+    return torch.cat(out).double()
+
+
+def last_bin_share(d, mu, bins):
+    g = d / (d * d + mu * mu).sqrt()
+    return (g >= (bins - 1) / bins).double().mean().item()
+
+
+def suggested_mu(d):
+    return d.median().item() / D_OVER_MU
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("config")
+    p.add_argument("--checkpoint", help="measure the residuals of this model instead")
+    p.add_argument("--data-root", help="COCO-format root (as tools/train.py --data-root)")
+    p.add_argument("--num-images", type=int, default=64)
+    p.add_argument("--bins", type=int, default=10, help="GHM-R bins (default 10, the paper's)")
+    p.add_argument("--mu", type=float, nargs="*", default=[0.02, 0.05, 0.1, 0.2])
+    args = p.parse_args(argv)
+    if args.num_images < 1:
+        p.error(f"--num-images must be >= 1, got {args.num_images}")
+    if args.bins < 2:
+        p.error(f"--bins must be >= 2, got {args.bins}")
+    bad = [m for m in args.mu if not m > 0]
+    if bad:
+        p.error(f"--mu values must be > 0, got {bad}")
+    d = positive_deltas(args.config, args.checkpoint, args.data_root, args.num_images)
+    if d.numel() == 0:
+        sys.exit(f"no positive anchors in the first {args.num_images} training images")
+    what = "residual |pred - target|" if args.checkpoint else "target |d|"
+    q = torch.quantile(d, torch.tensor(QUANTILES, dtype=d.dtype))
+    print(f"{d.numel()} positive box coordinates; {what} quantiles:")
+    print("  " + "  ".join(f"{int(k * 100)}%: {v:.4f}" for k, v in zip(QUANTILES, q.tolist())))
+    for mu in args.mu:
+        print(f"mu {mu:g}: {100 * last_bin_share(d, mu, args.bins):.1f}% of coordinates in "
+              f"GHM-R's last bin (g >= {(args.bins - 1) / args.bins:g})")
+    print(f"suggested mu (median |d| / {D_OVER_MU:.3f}): {suggested_mu(d):.3g}")
+
+
+if __name__ == "__main__":
+    main()
