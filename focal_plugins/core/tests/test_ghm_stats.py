@@ -4,11 +4,12 @@ import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from focal_plugins.core import GHMC, GHMR
 from focal_plugins.core.ghm_stats import GHMStats, call_stats, ghm_modules, histogram, scalars
+
+from ._stats_reference import replay
 
 
 def _cls_call(c=6, n=70, softmax=False):
@@ -20,52 +21,6 @@ def _cls_call(c=6, n=70, softmax=False):
         y = torch.randint(0, c + 1, (n,))  # c = background
     lw = (torch.rand(n) > 0.2).float()
     return x, y, lw
-
-
-def _g(module, x, y):
-    """g per element, from the paper's definitions (not the module's code)."""
-    if isinstance(module, GHMR):
-        d = x - y
-        return d.abs() / torch.sqrt(d * d + module.mu ** 2)
-    if module.use_sigmoid:
-        t = F.one_hot(y, x.shape[1] + 1)[:, :-1].float()
-        return (x.sigmoid() - t).abs()
-    p = x.softmax(1).gather(1, y.clamp_min(0)[:, None])[:, 0]
-    return 1 - p
-
-
-def _valid(module, x, y, lw):
-    v = (lw > 0)
-    if isinstance(module, GHMC) and not module.use_sigmoid:
-        return v & (y != module.ignore_index)
-    return v[:, None].expand_as(x) if v.dim() == 1 and x.dim() == 2 else v
-
-
-def _expected(module, calls, reductions):
-    """Run ``module`` on ``calls``; the per-bin statistics computed with autograd and an
-    elementwise ("none") twin of each call."""
-    bins = module.bins
-    cnt, loss, grad = (torch.zeros(bins, dtype=torch.float64) for _ in range(3))
-    for (x, y, lw), red in zip(calls, reductions):
-        twin = copy.deepcopy(module)
-        elem = twin(x, y, lw, reduction_override="none").detach().double()
-        xg = x.clone().requires_grad_()
-        out = module(xg, y, lw, reduction_override=red)
-        out.sum().backward()
-        gabs = xg.grad.abs().double()
-        g = _g(module, x, y)
-        if isinstance(module, GHMC) and not module.use_sigmoid:
-            gabs = gabs.sum(1)  # L1 norm of the gradient w.r.t. the logit row
-        idx = (g * bins).long().clamp(0, bins - 1)
-        valid = _valid(module, x, y, lw)
-        if elem.shape != g.shape:
-            elem = elem.expand_as(g)
-        elem = torch.where(valid, elem, torch.zeros_like(elem))
-        scale = out.detach().double().sum() / elem.sum()
-        cnt += torch.zeros(bins, dtype=torch.float64).index_add_(0, idx[valid], torch.ones_like(g[valid], dtype=torch.float64))
-        loss += torch.zeros(bins, dtype=torch.float64).index_add_(0, idx[valid], elem[valid] * scale)
-        grad += torch.zeros(bins, dtype=torch.float64).index_add_(0, idx[valid], gabs[valid])
-    return cnt, loss / loss.sum(), grad / grad.sum()
 
 
 CASES = [
@@ -98,7 +53,8 @@ def test_stats_over_several_calls_match_autograd_and_state(name, make, kw):
     calls = _calls(kw)
     reductions = ["mean", "sum", None]
     ref = copy.deepcopy(m)
-    cnt, loss_share, grad_share = _expected(ref, calls, reductions)
+    cnt, loss_share, grad_share, last = replay(
+        ref, [((x, y, lw), dict(reduction_override=r)) for (x, y, lw), r in zip(calls, reductions)])
 
     stats = GHMStats(model)
     assert [n for n, _ in stats.modules] == ["head.loss"]
@@ -114,9 +70,6 @@ def test_stats_over_several_calls_match_autograd_and_state(name, make, kw):
         torch.testing.assert_close(s["density"], m.acc_sum)
         torch.testing.assert_close(m.acc_sum, ref.acc_sum)  # the hook changes no state
     else:  # the last call's counts
-        x, y, lw = calls[-1]
-        g, valid = _g(m, x, y), _valid(m, x, y, lw)
-        last = torch.bincount((g * m.bins).long().clamp(0, m.bins - 1)[valid], minlength=m.bins)
         torch.testing.assert_close(s["density"], last.float())
 
 
