@@ -23,8 +23,9 @@ dense head's loss once per FPN level; detectron2 once), and per module:
                  else that call's counts
     count      = count summed over the calls
     loss_share = loss / sum(loss);  grad_share = grad / sum(grad)   (zeros if the sum is 0)
-Distributed: counts are all-reduced as the loss does, and the iteration's sums once per
-module in ``stop()``, so every rank holds the statistics of the global batch.
+Distributed (a module whose counts are all-reduced): counts are all-reduced per call as the
+loss does, and the loss and gradient sums once per module in ``stop()``, so every rank
+holds the statistics of the global batch; ``stop()`` must then run on every rank.
 """
 import inspect
 from typing import Dict, List, Tuple
@@ -131,11 +132,11 @@ class GHMStats:
             s = self._sums.get(name)
             if s is None:
                 continue
-            sums = torch.stack([s["count"], s["loss"], s["grad"]])
-            if m._world() > 1:
+            sums = torch.stack([s["loss"], s["grad"]])
+            if m._world() > 1:  # the counts are global already
                 dist.all_reduce(sums)
-            count, loss, grad = sums.cpu()
-            out[name] = dict(density=s["density"].cpu(), count=count.float(),
+            loss, grad = sums.cpu()
+            out[name] = dict(density=s["density"].cpu(), count=s["count"].cpu().float(),
                              loss_share=_share(loss).float(), grad_share=_share(grad).float())
         self._sums = {}
         return out

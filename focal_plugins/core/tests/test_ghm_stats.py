@@ -112,3 +112,38 @@ def test_scalars_and_histogram():
     assert h["bucket_limits"] == [0.5, 1.0] and h["num"] == 4.0
     assert h["sum"] == pytest.approx(1 * 0.25 + 3 * 0.75)
     assert ghm_modules(nn.Linear(1, 1)) == []
+
+
+@pytest.mark.slow
+def test_two_processes_log_the_statistics_of_the_global_batch(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from ._dist_stats_worker import run
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    torch.manual_seed(0)
+    world, n = 2, 40
+    cls = [(torch.randn(n, 5) * 2, torch.randint(0, 6, (n,)), (torch.rand(n) > 0.2).float())
+           for _ in range(2)]
+    batches = {"ghmc": cls, "ghmc_ema": cls,
+               "ghmr": [(torch.randn(n, 4) * 0.1, torch.randn(n, 4) * 0.1,
+                         (torch.rand(n, 4) > 0.3).float()) for _ in range(2)]}
+    mp.spawn(run, args=(world, port, str(tmp_path), batches), nprocs=world, join=True)
+    single = nn.ModuleDict({"ghmc": GHMC(bins=10), "ghmc_ema": GHMC(bins=10, momentum=0.75),
+                            "ghmr": GHMR(mu=0.05, bins=10, momentum=0.7)})
+    stats = GHMStats(single)
+    stats.start()
+    for name, m in single.items():
+        for x, t, lw in batches[name]:
+            m(x.clone().requires_grad_(), t, lw).backward()
+    want = stats.stop()
+    for rank in range(world):
+        got = torch.load(tmp_path / f"stats{rank}.pt")
+        assert set(got) == set(want)
+        for name in want:
+            for key in want[name]:
+                torch.testing.assert_close(got[name][key], want[name][key], msg=f"{name} {key}")
