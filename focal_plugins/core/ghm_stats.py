@@ -65,21 +65,22 @@ def call_stats(module: _GHM, args, kwargs, output: Tensor) -> Dict[str, Tensor]:
     if module._world() > 1:
         dist.all_reduce(counts)
     density = module.acc_sum.detach().clone() if module.momentum > 0 else counts
-    # the GHM weight up to a factor common to the call (tot / n), which the scale restores
-    w = torch.where(valid, 1.0 / density.double()[idx], torch.zeros((), dtype=torch.float64,
-                                                                      device=g.device))
-    wloss = torch.where(valid, w * loss.detach().double(), w)
-    wsum = wloss.sum()
-    out = output.detach().double().sum()
-    scale = torch.where(wsum != 0, out / wsum, torch.zeros_like(wsum))
-    wgrad = torch.where(valid, w * g.double(), w)
+    # The GHM weight is constant per bin: tot / (density_i n). Up to the call's factor
+    # tot / n, which the scale below restores from the output, bin i's part of the loss is
+    # sum_bin(loss) / density_i, and of the gradient sum_bin(g) / density_i.
+    inv = torch.where(counts > 0, 1.0 / density.double(), torch.zeros_like(density.double()))
 
     def per_bin(v):
+        v = torch.where(valid, v, torch.zeros((), dtype=v.dtype, device=v.device))
         return torch.zeros(module.bins, dtype=torch.float64, device=g.device).scatter_add_(
-            0, idx.flatten(), v.flatten())
+            0, idx.flatten(), v.flatten().double()) * inv
 
-    return dict(count=counts.double(), loss=scale * per_bin(wloss),
-                grad=scale.abs() * per_bin(wgrad), density=density.float())
+    loss_b, grad_b = per_bin(loss.detach()), per_bin(g)
+    wsum = loss_b.sum()
+    out = output.detach().double().sum()
+    scale = torch.where(wsum != 0, out / wsum, torch.zeros_like(wsum))
+    return dict(count=counts.double(), loss=scale * loss_b, grad=scale.abs() * grad_b,
+                density=density.float())
 
 
 def _share(v: Tensor) -> Tensor:
