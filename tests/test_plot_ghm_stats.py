@@ -30,7 +30,7 @@ def _write(path, rows):
 def test_reads_both_formats_and_writes_png(tmp_path, step_key, name):
     rows = [{"loss": 1.0, step_key: 10}]  # a framework's own line, no ghm keys
     for it in (20, 40, 60):
-        rows += [_row("bbox_head.loss_cls", it, step_key), _row("bbox_head.loss_bbox", it, step_key)]
+        rows += [_row(m, it, step_key) for m in ("bbox_head.loss_cls", "bbox_head.loss_bbox")]
     log = _write(tmp_path / name, rows)
     stats = plot_ghm_stats.read_log(str(log))
     assert sorted(stats) == ["bbox_head.loss_bbox", "bbox_head.loss_cls"]

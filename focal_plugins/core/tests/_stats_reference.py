@@ -55,6 +55,6 @@ def replay(module, calls):
         scale = out.detach().double().sum() / elem.sum()
         last = torch.bincount(idx[valid], minlength=bins).double()
         cnt += last
-        loss += torch.zeros(bins, dtype=torch.float64).index_add_(0, idx[valid], elem[valid] * scale)
-        grad += torch.zeros(bins, dtype=torch.float64).index_add_(0, idx[valid], gabs[valid])
+        loss += torch.zeros_like(loss).index_add_(0, idx[valid], elem[valid] * scale)
+        grad += torch.zeros_like(grad).index_add_(0, idx[valid], gabs[valid])
     return cnt, loss / loss.sum(), grad / grad.sum(), last
