@@ -90,12 +90,15 @@ def test_train_net_detectron2_two_iterations(tmp_path, tiny_data):
     cmd = [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file",
            os.path.join(ROOT, "configs/demo/d2_retinanet_r18_synthetic_ghm.yaml"),
            "--data-root", str(tiny_data), "--max-iter", "2", "SOLVER.IMS_PER_BATCH", "2",
-           "OUTPUT_DIR", str(out_dir)]
+           "OUTPUT_DIR", str(out_dir), "MODEL.FOCAL_PLUGINS.GHM_STATS_PERIOD", "1"]
     out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     rows = [json.loads(x) for x in (out_dir / "metrics.json").read_text().splitlines() if x]
     assert any("total_loss" in r for r in rows)
     assert any("bbox/AP" in r for r in rows)  # detectron2's COCOEvaluator ran
+    # GHMStatsHook installed from the YACS key: the writer keeps its last iteration's values
+    ghm = [r for r in rows if "ghm/cls_loss/grad_share_0" in r]
+    assert ghm and ghm[-1]["iteration"] == 1 and "ghm/box_loss/density_9" in ghm[-1]
     assert (out_dir / "model_final.pth").is_file()
     # the GHM state is in the checkpoint
     import torch
@@ -126,9 +129,11 @@ def test_train_net_lazyconfig_fcos_two_iterations(tmp_path, tiny_data):
     out_dir = tmp_path / "fcos"
     cmd = [sys.executable, os.path.join(ROOT, "tools", "train_net.py"), "--config-file",
            str(cfg), "--data-root", str(tiny_data), "--max-iter", "2",
-           f"train.output_dir={out_dir}"]
+           f"train.output_dir={out_dir}", "train.ghm_stats_period=1"]
     out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     rows = [json.loads(x) for x in (out_dir / "metrics.json").read_text().splitlines() if x]
     assert any("total_loss" in r for r in rows)
     assert any("bbox/AP" in r for r in rows)
+    # GHMStatsHook from train.ghm_stats_period: every iteration (log_period 1)
+    assert sorted(r["iteration"] for r in rows if "ghm/cls_loss/count_0" in r) == [0, 1]

@@ -20,6 +20,9 @@ embedded synthetic dataset (``annotations/instances_{train,val}.json``, ``train/
 YACS configs are read with ``focal_plugins.detectron2.get_cfg()``, which adds the
 ``MODEL.FOCAL_PLUGINS`` keys and resolves ``_BASE_: "model_zoo://..."``. Two keys are added
 here: ``SOLVER.OPTIMIZER`` ("SGD", detectron2's own, or "AdamW") and ``SOLVER.BETAS``.
+``MODEL.FOCAL_PLUGINS.GHM_STATS_PERIOD N`` (YACS) or ``train.ghm_stats_period=N``
+(LazyConfig) logs the GHM losses' bins every N iterations into metrics.json / TensorBoard
+(``focal_plugins.detectron2.hooks``; draw them with ``tools/plot_ghm_stats.py``).
 Checkpoints hold the GHM losses' running statistics (buffers of the model), so ``--resume``
 continues a GHM run with the same gradient density.
 """
@@ -150,7 +153,11 @@ def register_data_root(root: str) -> int:
 
 # ---------------------------------------------------------------------------------- YACS
 class Trainer(DefaultTrainer):
-    """DefaultTrainer + COCO evaluation + optional AdamW (SOLVER.OPTIMIZER)."""
+    """DefaultTrainer + COCO evaluation + optional AdamW (SOLVER.OPTIMIZER) + the GHM
+    statistics hook (MODEL.FOCAL_PLUGINS.GHM_STATS_PERIOD)."""
+
+    def build_hooks(self):
+        return fpd2.insert_ghm_stats_hook(super().build_hooks(), self.cfg)
 
     def build_writers(self):
         return _writers(self.cfg.OUTPUT_DIR, self.max_iter)
@@ -285,6 +292,7 @@ def main_lazy(args):
         hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
         if comm.is_main_process() else None,
         hooks.EvalHook(cfg.train.eval_period, lambda: _lazy_test(cfg, model)),
+        fpd2.build_ghm_stats_hook(cfg.train.get("ghm_stats_period", 0)),
         hooks.PeriodicWriter(_writers(cfg.train.output_dir, cfg.train.max_iter),
                              period=cfg.train.log_period)
         if comm.is_main_process() else None,

@@ -6,6 +6,8 @@ Importing this package registers, in detectron2's registries, the meta-architect
 "FocalPluginsROIHeads". YACS users call :func:`add_focal_plugins_config` (or use
 :func:`get_cfg`, which also resolves ``_BASE_: "model_zoo://..."``); LazyConfig users put
 ``L(build_loss)(name=..., ...)`` objects into the components' ``cls_loss`` / ``box_loss``.
+``GHMStatsHook`` (``focal_plugins.detectron2.hooks``) logs the GHM losses' bins while
+training (YACS: ``MODEL.FOCAL_PLUGINS.GHM_STATS_PERIOD``).
 """
 from .config import (
     MODEL_ZOO_PREFIX,
@@ -16,6 +18,12 @@ from .config import (
     model_zoo_config_file,
 )
 from .fcos import FocalPluginsFCOS, GroupNormFactory
+from .hooks import (
+    GHMStatsHook,
+    build_ghm_stats_hook,
+    insert_ghm_stats_hook,
+    register_ghm_stats_hook,
+)
 from .losses import (
     ASL1Loss,
     GHMC,
@@ -34,5 +42,6 @@ __all__ = [
     "get_model_zoo_config", "model_zoo_config_file", "build_loss", "check_loss_for_slot",
     "SLOT_NAMES", "SigmoidFocalLoss", "SoftmaxFocalLoss", "GHMC", "GHMR", "ASL1Loss",
     "FocalPluginsRetinaNet", "FocalPluginsFCOS", "GroupNormFactory", "FocalPluginsRPN",
-    "FocalPluginsROIHeads", "FocalPluginsFastRCNNOutputLayers",
+    "FocalPluginsROIHeads", "FocalPluginsFastRCNNOutputLayers", "GHMStatsHook",
+    "build_ghm_stats_hook", "insert_ghm_stats_hook", "register_ghm_stats_hook",
 ]

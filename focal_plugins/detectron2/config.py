@@ -43,7 +43,9 @@ def add_focal_plugins_config(cfg):
     """Add ``cfg.MODEL.FOCAL_PLUGINS.{RETINANET,RPN,ROI_BOX_HEAD}.{CLS_LOSS,BOX_LOSS}`` with
     fields NAME, ALPHA, ALPHA_MODE, GAMMA, BINS, MOMENTUM, MU, LOSS_WEIGHT. NAME is one of
     SigmoidFocalLoss, SoftmaxFocalLoss, GHMC (classification), GHMR, ASL1Loss (box
-    regression), or "" for detectron2's own loss (the default everywhere). Idempotent."""
+    regression), or "" for detectron2's own loss (the default everywhere). Also
+    ``cfg.MODEL.FOCAL_PLUGINS.GHM_STATS_PERIOD`` (0 = off): log the GHM losses' bins every
+    that many iterations (``focal_plugins.detectron2.hooks``). Idempotent."""
     node_cls = type(cfg)  # yacs merges only nodes of one class
     root = cfg.MODEL.get("FOCAL_PLUGINS", None)
     if root is None:
@@ -54,6 +56,8 @@ def add_focal_plugins_config(cfg):
         for slot in ("CLS_LOSS", "BOX_LOSS"):
             if slot not in root[head]:
                 root[head][slot] = _loss_node(node_cls)
+    if "GHM_STATS_PERIOD" not in root:
+        root.GHM_STATS_PERIOD = 0
     return cfg
 
 

@@ -7,7 +7,9 @@ Load it from a config the mmdet way::
 Registered names: ``GHMC``, ``GHMR``, ``SigmoidFocalLoss``, ``SoftmaxFocalLoss``, ``ASL1Loss``.
 ``GHMC`` and ``GHMR`` replace mmdet's classes of the same name; mmdet's originals stay
 buildable as ``MMDetGHMC`` and ``MMDetGHMR`` (for A/B runs). It also registers the weight
-initialiser ``SoftmaxPriorInit`` (see ``focal_plugins.mmdet.init``) for softmax dense heads.
+initialiser ``SoftmaxPriorInit`` (see ``focal_plugins.mmdet.init``) for softmax dense heads,
+and the training hook ``GHMStatsHook`` (``focal_plugins.mmdet.hooks``), which logs the GHM
+losses' bins: ``custom_hooks = [dict(type='GHMStatsHook', interval=50)]``.
 
 Import order: mmdet registers its own GHMC/GHMR when ``mmdet.models`` is first imported, and
 an mmengine registry refuses a second registration of a name unless forced. ``mmdet.models``
@@ -21,7 +23,9 @@ from mmdet.models.losses.ghm_loss import GHMC as MMDetGHMC
 from mmdet.models.losses.ghm_loss import GHMR as MMDetGHMR
 from mmdet.registry import MODELS
 
+from . import hooks as _hooks
 from . import init as _init
+from .hooks import GHMStatsHook
 from .init import SoftmaxPriorInit
 from .losses import GHMC, GHMR, ASL1Loss, SigmoidFocalLoss, SoftmaxFocalLoss
 
@@ -40,9 +44,10 @@ def register() -> None:
     for name, cls in {**PLUGIN_LOSSES, **MMDET_ORIGINALS}.items():
         MODELS.register_module(name=name, module=cls, force=True)
     _init.register()
+    _hooks.register()
 
 
 register()
 
 __all__ = ["GHMC", "GHMR", "SigmoidFocalLoss", "SoftmaxFocalLoss", "ASL1Loss",
-           "MMDetGHMC", "MMDetGHMR", "SoftmaxPriorInit", "register"]
+           "MMDetGHMC", "MMDetGHMR", "SoftmaxPriorInit", "GHMStatsHook", "register"]

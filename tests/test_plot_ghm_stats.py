@@ -1,0 +1,60 @@
+"""tools/plot_ghm_stats.py on synthetic logs in mmdet's and detectron2's formats."""
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+import plot_ghm_stats  # noqa: E402
+
+
+def _row(module, it, step_key, bins=4):
+    r = {step_key: it}
+    for i in range(bins):
+        r[f"ghm/{module}/density_{i}"] = float(it + i)
+        r[f"ghm/{module}/count_{i}"] = float(i)
+        r[f"ghm/{module}/loss_share_{i}"] = 1 / bins
+        r[f"ghm/{module}/grad_share_{i}"] = (i + 1) / (bins * (bins + 1) / 2)
+    return r
+
+
+def _write(path, rows):
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    return path
+
+
+@pytest.mark.parametrize("step_key,name", [("step", "scalars.json"), ("iteration", "metrics.json")])
+def test_reads_both_formats_and_writes_png(tmp_path, step_key, name):
+    rows = [{"loss": 1.0, step_key: 10}]  # a framework's own line, no ghm keys
+    for it in (20, 40, 60):
+        rows += [_row(m, it, step_key) for m in ("bbox_head.loss_cls", "bbox_head.loss_bbox")]
+    log = _write(tmp_path / name, rows)
+    stats = plot_ghm_stats.read_log(str(log))
+    assert sorted(stats) == ["bbox_head.loss_bbox", "bbox_head.loss_cls"]
+    s = stats["bbox_head.loss_cls"]
+    assert s["iters"] == [20, 40, 60]
+    assert s["density"][1] == [40.0, 41.0, 42.0, 43.0]
+    assert s["grad_share"][0] == [0.1, 0.2, 0.3, 0.4]
+    # a folder: the log below it is found
+    out = plot_ghm_stats.main([str(tmp_path), "--out", str(tmp_path / "g.png")])
+    assert os.path.getsize(out) > 10000
+    out = plot_ghm_stats.main([str(log), "--out", str(tmp_path / "one.png"),
+                               "--module", "bbox_head.loss_bbox"])
+    assert os.path.getsize(out) > 5000
+
+
+def test_one_logged_iteration_and_errors(tmp_path):
+    log = _write(tmp_path / "metrics.json", [_row("cls_loss", 19, "iteration", bins=30)])
+    assert plot_ghm_stats._edges([19]) == [18.5, 19.5]
+    assert plot_ghm_stats._edges([20, 40, 80]) == [10, 30, 60, 100]
+    assert os.path.getsize(plot_ghm_stats.main([str(log), "--out", str(tmp_path / "a.png")])) > 5000
+    with pytest.raises(SystemExit, match="no_such"):
+        plot_ghm_stats.main([str(log), "--module", "no_such", "--out", str(tmp_path / "b.png")])
+    plain = _write(tmp_path / "scalars.json", [{"loss": 1.0, "step": 1}])
+    with pytest.raises(SystemExit, match="no ghm/ scalars"):
+        plot_ghm_stats.main([str(plain), "--out", str(tmp_path / "c.png")])
+    with pytest.raises(FileNotFoundError):
+        plot_ghm_stats.main([str(tmp_path / "empty_dir_missing")])
