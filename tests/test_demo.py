@@ -41,7 +41,8 @@ def test_mean_and_sample_std():
 def test_bad_arguments_are_refused(capsys):
     for argv, word in ((["--iters", "0"], "--iters"), (["--jobs", "0"], "--jobs"),
                        (["--noise", "1.5"], "--noise"), (["--seeds", "0"], "--seeds"),
-                       (["--set", "mu0.05"], "--set"), (["--set", "=1"], "--set")):
+                       (["--set", "mu0.05"], "--set"), (["--set", "=1"], "--set"),
+                       (["--ghm-stats", "-1"], "--ghm-stats")):
         with pytest.raises(SystemExit):
             demo.parse_args(argv)
         assert word in capsys.readouterr().err
@@ -60,9 +61,18 @@ def test_overrides_reach_both_frameworks_commands():
     args = demo.parse_args(["--framework", "detectron2", "--set",
                             "MODEL.FOCAL_PLUGINS.RETINANET.BOX_LOSS.MU=0.05"])
     d2 = demo.train_command(args, "ghm", 1, "wd")
-    assert d2[-6:] == ["SEED", "1", "OUTPUT_DIR", "wd",
-                       "MODEL.FOCAL_PLUGINS.RETINANET.BOX_LOSS.MU", "0.05"]
+    assert d2[-8:] == ["SEED", "1", "OUTPUT_DIR", "wd", "MODEL.FOCAL_PLUGINS.GHM_STATS_PERIOD",
+                       "0", "MODEL.FOCAL_PLUGINS.RETINANET.BOX_LOSS.MU", "0.05"]
     assert "overrides for every run: " in demo.make_table({}, ["bar"], args, "data")
+
+
+def test_ghm_stats_reach_both_frameworks_commands():
+    mm = demo.train_command(demo.parse_args(["--ghm-stats", "20"]), "ghm", 0, "wd")
+    assert mm[mm.index("--ghm-stats") + 1] == "20"
+    assert "--ghm-stats" not in demo.train_command(demo.parse_args([]), "ghm", 0, "wd")
+    d2 = demo.train_command(demo.parse_args(["--framework", "detectron2", "--ghm-stats", "20"]),
+                            "ghm", 0, "wd")
+    assert d2[d2.index("MODEL.FOCAL_PLUGINS.GHM_STATS_PERIOD") + 1] == "20"
 
 
 def test_every_row_has_configs_for_both_frameworks():

@@ -71,6 +71,19 @@ def test_mmdet_max_iters_rescales_the_schedule():
     assert cosine.end == 300
 
 
+def test_mmdet_ghm_stats_flag_adds_one_hook(capsys):
+    pytest.importorskip("mmengine")
+    import train
+
+    cfg_file = os.path.join(ROOT, "configs/demo/retinanet_r18_synthetic_ghm.py")
+    cfg = train.build_cfg(train.parse_args([cfg_file, "--ghm-stats", "20"]))
+    assert cfg.custom_hooks == [dict(type="GHMStatsHook", interval=20)]
+    assert "custom_hooks" not in train.build_cfg(train.parse_args([cfg_file]))
+    with pytest.raises(SystemExit):
+        train.parse_args([cfg_file, "--ghm-stats", "0"])
+    assert "--ghm-stats" in capsys.readouterr().err
+
+
 def test_plot_focal_writes_png(tmp_path):
     import plot_focal
     import torch

@@ -130,10 +130,14 @@ def parse_args(argv=None):
                    help="config overrides for every training, e.g. "
                    "model.bbox_head.loss_bbox.mu=0.05 (mmdet --cfg-options) or "
                    "MODEL.FOCAL_PLUGINS.RETINANET.BOX_LOSS.MU=0.05 (detectron2 opts)")
+    p.add_argument("--ghm-stats", type=int, default=0, metavar="N",
+                   help="log the GHM losses' bin statistics every N iterations (0: off)")
     args = p.parse_args(argv)
     bad = [kv for kv in args.set if "=" not in kv or kv.startswith("=")]
     if bad:
         p.error(f"--set takes KEY=VALUE pairs, got {bad}")
+    if args.ghm_stats < 0:
+        p.error(f"--ghm-stats must be >= 0, got {args.ghm_stats}")
     for name in ("iters", "threads", "rare_k"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -198,11 +202,13 @@ def train_command(args, key, seed, wd):
     if args.framework == "mmdet":
         return [sys.executable, "tools/train.py", mm_cfg, "--work-dir", wd,
                 "--data-root", args.data_dir, "--max-iters", str(args.iters),
+                *(["--ghm-stats", str(args.ghm_stats)] if args.ghm_stats else []),
                 "--cfg-options", f"randomness.seed={seed}", *args.set]
     opts = [part for kv in args.set for part in kv.split("=", 1)]
     return [sys.executable, "tools/train_net.py", "--config-file", d2_cfg,
             "--data-root", args.data_dir, "--max-iter", str(args.iters),
-            "SEED", str(seed), "OUTPUT_DIR", wd, *opts]
+            "SEED", str(seed), "OUTPUT_DIR", wd,
+            "MODEL.FOCAL_PLUGINS.GHM_STATS_PERIOD", str(args.ghm_stats), *opts]
 
 
 # ------------------------------------------------------------------------------ read back

@@ -65,11 +65,16 @@ def parse_args(argv=None):
     p.add_argument("--cfg-options", nargs="+", action=DictAction,
                    help="override config settings, key=value (e.g. "
                    "model.bbox_head.loss_cls.gamma=1.0 train_dataloader.batch_size=4)")
+    p.add_argument("--ghm-stats", type=int, metavar="N",
+                   help="log the GHM losses' bin statistics every N iterations "
+                   "(adds custom_hooks GHMStatsHook; README: Watching GHM while it trains)")
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
                    help="job launcher")
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
     p.add_argument("--local_rank", "--local-rank", type=int, default=0)
     args = p.parse_args(argv)
+    if args.ghm_stats is not None and args.ghm_stats < 1:
+        p.error(f"--ghm-stats must be >= 1, got {args.ghm_stats}")
     if "LOCAL_RANK" not in os.environ:
         os.environ["LOCAL_RANK"] = str(args.local_rank)
     return args
@@ -193,6 +198,9 @@ def build_cfg(args):
         apply_data_root(cfg, args.data_root)
     if args.max_iters:
         apply_max_iters(cfg, args.max_iters)
+    if args.ghm_stats:
+        hooks = [h for h in cfg.get("custom_hooks", []) if h.get("type") != "GHMStatsHook"]
+        cfg.custom_hooks = hooks + [dict(type="GHMStatsHook", interval=args.ghm_stats)]
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get("work_dir", None) is None:
