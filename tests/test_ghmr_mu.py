@@ -14,12 +14,13 @@ import ghmr_mu  # noqa: E402
 from focal_plugins.core import GHMR  # noqa: E402
 
 
-def test_suggested_mu_puts_the_median_at_g_0_9():
+def test_suggested_mu_starts_a_quarter_of_the_coordinates_in_the_last_bin():
     d = torch.tensor([0.01, 0.05, 0.2, 0.3, 0.9], dtype=torch.float64)
     mu = ghmr_mu.suggested_mu(d)
-    assert mu == pytest.approx(0.2 / 2.0647, rel=1e-4)
-    g = 0.2 / (0.2 ** 2 + mu ** 2) ** 0.5
-    assert g == pytest.approx(0.9)
+    assert mu == pytest.approx(0.3 / 2.0647, rel=1e-4)   # 75th percentile 0.3
+    assert 0.3 / (0.3 ** 2 + mu ** 2) ** 0.5 == pytest.approx(0.9)
+    d = torch.rand(40001, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert ghmr_mu.last_bin_share(d, ghmr_mu.suggested_mu(d), 10) == pytest.approx(0.25, abs=1e-3)
 
 
 def test_last_bin_share_matches_the_loss_modules_binning():

@@ -9,8 +9,8 @@ training images are matched with the head's own assigner and encoded with its ow
 prints the quantiles of |d| over all positive coordinates, where d is the target delta, or,
 with ``--checkpoint``, the residual (predicted delta - target delta) of that model; then, for
 each mu, the share of coordinates GHM-R (``--bins`` bins over g = |d| / sqrt(d^2 + mu^2)) puts
-in its last bin, and the suggested mu = median |d| / 2.065: the mu at which the median
-coordinate sits at g = 0.9, the lower edge of the last of 10 bins (README: "Choosing mu").
+in its last bin, and the suggested mu = (75th percentile of |d|) / 2.065: the mu at which a
+quarter of the coordinates start at g >= 0.9, in the last of 10 bins (README: "Choosing mu").
 """
 from __future__ import annotations
 
@@ -27,9 +27,10 @@ import torch  # noqa: E402
 from plot_grad_density import flat_levels, head_batches  # noqa: E402
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
-G_MEDIAN_IN_LAST_BIN = 0.9
+LAST_BIN_G = 0.9        # lower edge of the last of GHM-R's 10 bins
+LAST_BIN_SHARE = 0.25   # the share of coordinates the suggestion starts in that bin
 # |d| / mu at which g = |d| / sqrt(d^2 + mu^2) equals 0.9
-D_OVER_MU = G_MEDIAN_IN_LAST_BIN / (1 - G_MEDIAN_IN_LAST_BIN ** 2) ** 0.5
+D_OVER_MU = LAST_BIN_G / (1 - LAST_BIN_G ** 2) ** 0.5
 
 
 def positive_deltas(config, checkpoint=None, data_root=None, num_images=64):
@@ -53,7 +54,7 @@ def last_bin_share(d, mu, bins):
 
 
 def suggested_mu(d):
-    return d.median().item() / D_OVER_MU
+    return torch.quantile(d, 1 - LAST_BIN_SHARE).item() / D_OVER_MU
 
 
 def main(argv=None):
@@ -82,7 +83,7 @@ def main(argv=None):
     for mu in args.mu:
         print(f"mu {mu:g}: {100 * last_bin_share(d, mu, args.bins):.1f}% of coordinates in "
               f"GHM-R's last bin (g >= {(args.bins - 1) / args.bins:g})")
-    print(f"suggested mu (median |d| / {D_OVER_MU:.3f}): {suggested_mu(d):.3g}")
+    print(f"suggested mu (75th percentile of |d| / {D_OVER_MU:.3f}): {suggested_mu(d):.3g}")
 
 
 if __name__ == "__main__":
