@@ -34,6 +34,21 @@ def test_last_bin_share_matches_the_loss_modules_binning():
             (idx == 9).double().mean().item())
 
 
+def test_bin_shares_give_every_non_empty_bin_an_equal_weight_budget():
+    # GHM-R's weight for bin b is tot / (n_b * M): each of the M non-empty bins gets the same
+    # total weight, so a bin's share of the gradient is its mean g over the sum of mean g
+    d = torch.tensor([0.001] * 2 + [0.5] * 96 + [0.03] * 2, dtype=torch.float64)
+    mu = 0.02
+    coords, grad = ghmr_mu.bin_shares(d, mu, 10)
+    g = d / (d * d + mu * mu).sqrt()
+    idx = torch.clamp((g * 10).floor().long(), max=9)
+    assert coords.tolist() == pytest.approx(torch.bincount(idx, minlength=10).double().div(100)
+                                            .tolist())
+    means = torch.stack([g[idx == b].mean() for b in idx.unique()])
+    assert grad[idx.unique()].tolist() == pytest.approx((means / means.sum()).tolist())
+    assert grad[9] == pytest.approx(means[-1] / means.sum()) and coords[9] == 0.96
+
+
 def test_bad_arguments_are_refused(capsys):
     for argv, word in ((["c.py", "--bins", "1"], "--bins"), (["c.py", "--mu", "0"], "--mu"),
                        (["c.py", "--num-images", "0"], "--num-images")):

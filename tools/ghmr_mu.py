@@ -8,7 +8,9 @@ training images are matched with the head's own assigner and encoded with its ow
 (so the coder's ``target_means``/``target_stds`` are applied, as the loss sees them). The tool
 prints the quantiles of |d| over all positive coordinates, where d is the target delta, or,
 with ``--checkpoint``, the residual (predicted delta - target delta) of that model; then, for
-each mu, the share of coordinates GHM-R (``--bins`` bins over g = |d| / sqrt(d^2 + mu^2)) puts
+each mu, the share of coordinates and of GHM-R's gradient per bin (GHM-R with momentum 0 on
+those residuals, as at the first iteration: d = target with the predicted deltas at 0),
+the share of coordinates GHM-R (``--bins`` bins over g = |d| / sqrt(d^2 + mu^2)) puts
 in its last bin, and the suggested mu = (75th percentile of |d|) / 2.065: the mu at which a
 quarter of the coordinates start at g >= 0.9, in the last of 10 bins (README: "Choosing mu").
 """
@@ -53,6 +55,20 @@ def last_bin_share(d, mu, bins):
     return (g >= (bins - 1) / bins).double().mean().item()
 
 
+def bin_shares(d, mu, bins):
+    """(share of coordinates, share of |dL/dpred|) per GHM-R bin, one GHM-R call (momentum 0)
+    on residuals d, from the loss module itself and autograd."""
+    from focal_plugins.core import GHMR
+
+    ghm = GHMR(mu=mu, bins=bins, momentum=0.0)
+    pred = torch.zeros_like(d, requires_grad=True)
+    ghm(pred.reshape(-1, 1), d.reshape(-1, 1)).backward()
+    g = d / (d * d + mu * mu).sqrt()
+    idx, counts = ghm._bin_counts(g, torch.ones_like(g, dtype=torch.bool))
+    grad = torch.zeros(bins, dtype=torch.float64).index_add_(0, idx, pred.grad.abs().double())
+    return counts.double() / counts.sum(), grad / grad.sum()
+
+
 def suggested_mu(d):
     return torch.quantile(d, 1 - LAST_BIN_SHARE).item() / D_OVER_MU
 
@@ -83,6 +99,9 @@ def main(argv=None):
     for mu in args.mu:
         print(f"mu {mu:g}: {100 * last_bin_share(d, mu, args.bins):.1f}% of coordinates in "
               f"GHM-R's last bin (g >= {(args.bins - 1) / args.bins:g})")
+        coords, grad = bin_shares(d, mu, args.bins)
+        print("  per bin, % of coordinates: " + " ".join(f"{100 * v:.1f}" for v in coords))
+        print("  per bin, % of the gradient: " + " ".join(f"{100 * v:.1f}" for v in grad))
     print(f"suggested mu (75th percentile of |d| / {D_OVER_MU:.3f}): {suggested_mu(d):.3g}")
 
 
