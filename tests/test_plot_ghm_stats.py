@@ -58,3 +58,14 @@ def test_one_logged_iteration_and_errors(tmp_path):
         plot_ghm_stats.main([str(plain), "--out", str(tmp_path / "c.png")])
     with pytest.raises(FileNotFoundError):
         plot_ghm_stats.main([str(tmp_path / "empty_dir_missing")])
+
+
+def test_last_bin_table(tmp_path, capsys):
+    # counts per bin 0, 1, 2, 3: the last bin holds 3/6 = 50% of the elements; grad share 0.4
+    rows = [_row("bbox_head.loss_bbox", it, "step") for it in (20, 40)]
+    rows[1]["ghm/bbox_head.loss_bbox/count_3"] = 9.0   # 9 / 12 = 75%
+    log = _write(tmp_path / "scalars.json", rows)
+    plot_ghm_stats.main([str(log), "--out", str(tmp_path / "t.png"), "--last-bin"])
+    lines = capsys.readouterr().out.splitlines()
+    table = [ln.split() for ln in lines if ln.strip()[:2] in ("20", "40", "me")]
+    assert table == [["20", "50.0", "40.0"], ["40", "75.0", "40.0"], ["mean", "62.5", "40.0"]]

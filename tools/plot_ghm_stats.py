@@ -109,11 +109,25 @@ def plot(stats, out: str) -> str:
     return out
 
 
+def last_bin_table(s) -> str:
+    """Per logged iteration: % of the elements (this iteration's counts) and % of the
+    gradient in the last bin; then the means over the logged iterations."""
+    elems = [100 * c[-1] / sum(c) if sum(c) else float("nan") for c in s["count"]]
+    grads = [100 * g[-1] for g in s["grad_share"]]
+    lines = ["  iteration  last-bin % of elements  last-bin % of gradient"]
+    lines += [f"  {it:9d}  {e:22.1f}  {g:22.1f}" for it, e, g in zip(s["iters"], elems, grads)]
+    lines.append(f"  {'mean':>9}  {sum(elems) / len(elems):22.1f}  {sum(grads) / len(grads):22.1f}")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("log", help="scalars.json / metrics.json, or a folder holding one")
     p.add_argument("--out", default="ghm_stats.png")
     p.add_argument("--module", action="append", help="only these GHM losses (repeatable)")
+    p.add_argument("--last-bin", action="store_true",
+                   help="also print, per logged iteration, the share of the elements and of "
+                   "the gradient in the last g bin, and their means over the run")
     args = p.parse_args(argv)
     path = find_log(args.log)
     stats = read_log(path)
@@ -128,6 +142,8 @@ def main(argv=None):
         last = " ".join(f"{v:.3f}" for v in s["grad_share"][-1])
         print(f"{name}: {len(s['iters'])} logged iterations; grad share per bin at "
               f"iteration {s['iters'][-1]}: {last}")
+        if args.last_bin:
+            print(last_bin_table(s))
     out = plot(stats, args.out)
     print(f"wrote {out}")
     return out
