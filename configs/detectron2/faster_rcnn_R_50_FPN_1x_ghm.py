@@ -1,5 +1,11 @@
 # LazyConfig: Faster R-CNN R50-FPN 1x (detectron2's model-zoo Mask R-CNN FPN model without
 # its mask branch, COCO data and 1x schedule) with GHM-C / GHM-R in the RPN and RoI head.
+# GHM-R mu 0.02 is the GHM paper's, for 12-epoch COCO with target stds 1 (mmdet's model zoo
+# reports RetinaNet R-50 GHM at AP 37.0; not measured here). mu is in the box coder's units
+# and must fit the residuals of your data and schedule: on the demo 0.02 fails and 0.1 works.
+# Check with tools/ghmr_mu.py (README: "GHM-R: choosing mu").
+# The RoI head's Box2BoxTransform weights (10, 10, 5, 5) scale the deltas x10/x5 against 1,
+# so its residuals, and the mu that fits them, are that much larger.
 from detectron2.config import LazyCall as L
 
 from focal_plugins.detectron2 import (
