@@ -7,6 +7,7 @@ Importing this package registers, in detectron2's registries, the meta-architect
 :func:`get_cfg`, which also resolves ``_BASE_: "model_zoo://..."``); LazyConfig users put
 ``L(build_loss)(name=..., ...)`` objects into the components' ``cls_loss`` / ``box_loss``.
 """
+from .. import _compat  # noqa: F401  (before detectron2: Pillow >= 10)
 from .config import (
     MODEL_ZOO_PREFIX,
     FocalPluginsCfgNode,
