@@ -5,6 +5,7 @@
 #   tools/install_mmcv.sh                       # into the active venv (python3 on PATH)
 #   PYTHON=.venv/bin/python tools/install_mmcv.sh
 #   FOCAL_PLUGINS_WHEELHOUSE=DIR tools/install_mmcv.sh
+#   tools/install_mmcv.sh -c requirements/env.txt    # extra arguments go to pip install
 #
 # mmcv 2.1.0 is published only as an sdist, and its default isolated build fails (its
 # setup.py imports torch and pkg_resources). So it is built here without build isolation,
@@ -27,11 +28,12 @@ pip() { "$py" -m pip --disable-pip-version-check -q "$@"; }
     exit 1
 }
 
-if [ -n "$cache" ] && ls "$cache"/mmcv-2.1.0-*.whl >/dev/null 2>&1; then
-    say "installing mmcv 2.1.0 from the wheel cache $cache"
-    pip install --no-deps --no-index --find-links "$cache" mmcv==2.1.0
+# mmcv's own requirements (mmengine, opencv-python, addict, yapf, ...) come from the index.
+if [ -n "$cache" ] && ls "$cache"/mmcv-2.1.0-*.whl >/dev/null 2>&1 \
+        && pip install --find-links "$cache" --only-binary mmcv "$@" mmcv==2.1.0; then
+    say "installed mmcv 2.1.0 from the wheel cache $cache"
 else
-    [ -n "$cache" ] && say "no mmcv-2.1.0 wheel in $cache: building it"
+    [ -n "$cache" ] && say "no usable mmcv-2.1.0 wheel in $cache: building it"
     build=$(mktemp -d)
     trap 'rm -rf "$build"' EXIT
     cat > "$build/cxx" <<'CXX'
@@ -49,7 +51,7 @@ CXX
     (cd "$build" && CXX="$build/cxx" MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} \
         "$py" -m pip --disable-pip-version-check wheel -q --no-build-isolation --no-deps \
         -w "$build/wheels" mmcv==2.1.0)
-    pip install --no-deps "$build"/wheels/mmcv-2.1.0-*.whl
+    pip install "$@" "$build"/wheels/mmcv-2.1.0-*.whl
     if [ -n "$cache" ] && mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ]; then
         cp "$build"/wheels/mmcv-2.1.0-*.whl "$cache"/ && say "kept the wheel in $cache"
     fi

@@ -35,7 +35,7 @@ fi
 
 if ! installed mmcv 2.1.0; then
     # FOCAL_PLUGINS_WHEELHOUSE (a prebuilt wheel) is passed on; without it mmcv is compiled.
-    PYTHON="$py" bash tools/install_mmcv.sh
+    PYTHON="$py" bash tools/install_mmcv.sh -c requirements/env.txt
 fi
 
 say "installing mmengine, mmdet, detectron2's requirements and focal-plugins"
