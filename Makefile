@@ -14,7 +14,8 @@ test: $(STAMP)
 
 env: $(STAMP)
 
-$(STAMP): pyproject.toml requirements/env.txt tools/setup_env.sh
+$(STAMP): pyproject.toml requirements/env.txt tools/setup_env.sh tools/install_mmcv.sh \
+		tools/install_detectron2.sh tools/detectron2_C_standin.py
 	bash tools/setup_env.sh
 	touch $@
 

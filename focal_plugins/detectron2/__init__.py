@@ -9,6 +9,7 @@ Importing this package registers, in detectron2's registries, the meta-architect
 ``GHMStatsHook`` (``focal_plugins.detectron2.hooks``) logs the GHM losses' bins while
 training (YACS: ``MODEL.FOCAL_PLUGINS.GHM_STATS_PERIOD``).
 """
+from .. import _compat  # noqa: F401  (before detectron2: Pillow >= 10)
 from .config import (
     MODEL_ZOO_PREFIX,
     FocalPluginsCfgNode,

@@ -18,6 +18,7 @@ is also imported lazily by the registry itself on the first build (its ``locatio
 with ``force=True``: whatever imports ``mmdet.models`` afterwards finds it already imported
 and registers nothing again, and ``type='GHMC'`` builds the plugin's class in either order.
 """
+from .. import _compat  # noqa: F401  (before mmdet.models, which may import detectron2)
 import mmdet.models  # noqa: F401  (must precede the registration below, see above)
 from mmdet.models.losses.ghm_loss import GHMC as MMDetGHMC
 from mmdet.models.losses.ghm_loss import GHMR as MMDetGHMR
