@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import math
 import os
 import os.path as osp
 import re
@@ -109,12 +110,16 @@ def plot(stats, out: str) -> str:
     return out
 
 
-def last_bin_table(s) -> str:
+def last_bin_table(s, tail=None) -> str:
     """Per logged iteration: % of the elements (this iteration's counts) and % of the
-    gradient in the last bin; then the means over the logged iterations."""
-    elems = [100 * c[-1] / sum(c) if sum(c) else float("nan") for c in s["count"]]
-    grads = [100 * g[-1] for g in s["grad_share"]]
-    lines = ["  iteration  last-bin % of elements  last-bin % of gradient"]
+    gradient in the last bin, or in the bins whose lower edge is >= tail; then the means
+    over the logged iterations."""
+    bins = len(s["count"][0])
+    first = bins - 1 if tail is None else math.ceil(tail * bins - 1e-9)
+    elems = [100 * sum(c[first:]) / sum(c) if sum(c) else float("nan") for c in s["count"]]
+    grads = [100 * sum(g[first:]) for g in s["grad_share"]]
+    name = "last-bin" if tail is None else f"g>={first / bins:g}"
+    lines = [f"  iteration  {name} % of elements  {name} % of gradient"]
     lines += [f"  {it:9d}  {e:22.1f}  {g:22.1f}" for it, e, g in zip(s["iters"], elems, grads)]
     lines.append(f"  {'mean':>9}  {sum(elems) / len(elems):22.1f}  {sum(grads) / len(grads):22.1f}")
     return "\n".join(lines)
@@ -128,7 +133,11 @@ def main(argv=None):
     p.add_argument("--last-bin", action="store_true",
                    help="also print, per logged iteration, the share of the elements and of "
                    "the gradient in the last g bin, and their means over the run")
+    p.add_argument("--tail", type=float, metavar="G",
+                   help="as --last-bin, for all the bins whose lower edge is >= G (0 < G < 1)")
     args = p.parse_args(argv)
+    if args.tail is not None and not 0 < args.tail < 1:
+        p.error(f"--tail must lie in (0, 1), got {args.tail}")
     path = find_log(args.log)
     stats = read_log(path)
     if args.module:
@@ -144,6 +153,8 @@ def main(argv=None):
               f"iteration {s['iters'][-1]}: {last}")
         if args.last_bin:
             print(last_bin_table(s))
+        if args.tail is not None:
+            print(last_bin_table(s, args.tail))
     out = plot(stats, args.out)
     print(f"wrote {out}")
     return out
