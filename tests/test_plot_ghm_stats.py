@@ -68,7 +68,8 @@ def test_last_bin_table(tmp_path, capsys):
     plot_ghm_stats.main([str(log), "--out", str(tmp_path / "t.png"), "--last-bin"])
     lines = capsys.readouterr().out.splitlines()
     table = [ln.split() for ln in lines if ln.strip()[:2] in ("20", "40", "me")]
-    assert table == [["20", "50.0", "40.0"], ["40", "75.0", "40.0"], ["mean", "62.5", "40.0"]]
+    assert table == [["20", "50.000", "40.0"], ["40", "75.000", "40.0"],
+                     ["mean", "62.500", "40.0"]]
 
 
 def test_tail_table(tmp_path, capsys):
@@ -78,7 +79,7 @@ def test_tail_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "g>=0.5 % of elements" in out
     row = [ln.split() for ln in out.splitlines() if ln.split()[:1] == ["20"]][0]
-    assert row == ["20", f"{100 * 35 / 45:.1f}", f"{100 * 40 / 55:.1f}"]
+    assert row == ["20", f"{100 * 35 / 45:.3f}", f"{100 * 40 / 55:.1f}"]
     with pytest.raises(SystemExit):
         plot_ghm_stats.main([str(log), "--tail", "1.5"])
     assert "--tail" in capsys.readouterr().err

@@ -120,8 +120,8 @@ def last_bin_table(s, tail=None) -> str:
     grads = [100 * sum(g[first:]) for g in s["grad_share"]]
     name = "last-bin" if tail is None else f"g>={first / bins:g}"
     lines = [f"  iteration  {name} % of elements  {name} % of gradient"]
-    lines += [f"  {it:9d}  {e:22.1f}  {g:22.1f}" for it, e, g in zip(s["iters"], elems, grads)]
-    lines.append(f"  {'mean':>9}  {sum(elems) / len(elems):22.1f}  {sum(grads) / len(grads):22.1f}")
+    lines += [f"  {it:9d}  {e:22.3f}  {g:22.1f}" for it, e, g in zip(s["iters"], elems, grads)]
+    lines.append(f"  {'mean':>9}  {sum(elems) / len(elems):22.3f}  {sum(grads) / len(grads):22.1f}")
     return "\n".join(lines)
 
 

@@ -149,6 +149,8 @@ def main(argv=None):
     p.add_argument("--num-images", type=int, default=64)
     p.add_argument("--bins", type=int, default=30)
     p.add_argument("--out", default="grad_density.png")
+    p.add_argument("--hard", type=float, default=0.5,
+                   help="print each loss's share of the gradient from examples with g >= this")
     args = p.parse_args(argv)
 
     import matplotlib
@@ -173,6 +175,11 @@ def main(argv=None):
               f"{(g < 0.1).double().mean():.4f}, g > 0.9: {(g > 0.9).double().mean():.5f}")
         if reweighted is None and sigmoid:
             reweighted = (label, per_bin_gradient(logits.double(), onehot, g, edges))
+            hard = edges[:-1] >= args.hard - 1e-9
+            print(f"  {label}: {100 * (g >= args.hard).double().mean():.3f}% of the examples "
+                  f"have g >= {args.hard:g}; their share of each loss's gradient on these logits:")
+            for name, v in reweighted[1].items():
+                print(f"    {name}: {100 * v[hard].sum() / v.sum():.1f}%")
     ax1.set_xlabel("gradient norm g = |p - y|")
     ax1.set_ylabel("fraction of examples (log)")
     ax1.set_title("Gradient norm density")
