@@ -182,6 +182,14 @@ def apply_max_iters(cfg, max_iters: int):
     return cfg
 
 
+def imports_plugin(cfg) -> bool:
+    """Whether the config's ``custom_imports`` load ``focal_plugins.mmdet``."""
+    imports = (cfg.get("custom_imports") or {}).get("imports") or []
+    if isinstance(imports, str):
+        imports = [imports]
+    return "focal_plugins.mmdet" in imports
+
+
 def build_cfg(args):
     from mmengine.config import Config
 
@@ -214,12 +222,13 @@ def build_cfg(args):
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
-    if cfg.get("resume") or cfg.get("load_from"):
+    if (cfg.get("resume") or cfg.get("load_from")) and not imports_plugin(cfg):
         # mmengine 0.10 checkpoints carry the run's log history (mmengine HistoryBuffer,
         # numpy arrays), which torch >= 2.6 refuses to unpickle by default
         # (torch.load(weights_only=True)) and mmengine calls torch.load without saying.
-        # Allow full unpickling in this process, for the checkpoint named here: load only
-        # checkpoints you trust, as with any pickle.
+        # focal_plugins.mmdet allowlists exactly those objects; a config that does not
+        # import it gets full unpickling in this process, for the checkpoint named here:
+        # load only checkpoints you trust, as with any pickle.
         os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     return cfg
 

@@ -7,7 +7,10 @@ Load it from a config the mmdet way::
 Registered names: ``GHMC``, ``GHMR``, ``SigmoidFocalLoss``, ``SoftmaxFocalLoss``, ``ASL1Loss``.
 ``GHMC`` and ``GHMR`` replace mmdet's classes of the same name; mmdet's originals stay
 buildable as ``MMDetGHMC`` and ``MMDetGHMR`` (for A/B runs). It also registers the weight
-initialiser ``SoftmaxPriorInit`` (see ``focal_plugins.mmdet.init``) for softmax dense heads.
+initialiser ``SoftmaxPriorInit`` (see ``focal_plugins.mmdet.init``) for softmax dense heads,
+and allowlists for torch's ``weights_only`` loader exactly the objects mmengine's checkpoints
+hold, so mmdet's stock ``tools/test.py`` and ``tools/train.py --resume`` load them
+(``focal_plugins.mmdet.checkpoint``).
 
 Import order: mmdet registers its own GHMC/GHMR when ``mmdet.models`` is first imported, and
 an mmengine registry refuses a second registration of a name unless forced. ``mmdet.models``
@@ -22,6 +25,7 @@ from mmdet.models.losses.ghm_loss import GHMR as MMDetGHMR
 from mmdet.registry import MODELS
 
 from . import init as _init
+from .checkpoint import allow_mmengine_checkpoints
 from .init import SoftmaxPriorInit
 from .losses import GHMC, GHMR, ASL1Loss, SigmoidFocalLoss, SoftmaxFocalLoss
 
@@ -40,6 +44,7 @@ def register() -> None:
     for name, cls in {**PLUGIN_LOSSES, **MMDET_ORIGINALS}.items():
         MODELS.register_module(name=name, module=cls, force=True)
     _init.register()
+    allow_mmengine_checkpoints()
 
 
 register()
