@@ -10,7 +10,9 @@ buildable as ``MMDetGHMC`` and ``MMDetGHMR`` (for A/B runs). It also registers t
 initialiser ``SoftmaxPriorInit`` (see ``focal_plugins.mmdet.init``) for softmax dense heads,
 and allowlists for torch's ``weights_only`` loader exactly the objects mmengine's checkpoints
 hold, so mmdet's stock ``tools/test.py`` and ``tools/train.py --resume`` load them
-(``focal_plugins.mmdet.checkpoint``).
+(``focal_plugins.mmdet.checkpoint``). The build log names each head loss's class and
+module, and a dense head with ``SoftmaxFocalLoss`` starts at the softmax prior
+(``focal_plugins.mmdet.heads``).
 
 Import order: mmdet registers its own GHMC/GHMR when ``mmdet.models`` is first imported, and
 an mmengine registry refuses a second registration of a name unless forced. ``mmdet.models``
@@ -24,6 +26,7 @@ from mmdet.models.losses.ghm_loss import GHMC as MMDetGHMC
 from mmdet.models.losses.ghm_loss import GHMR as MMDetGHMR
 from mmdet.registry import MODELS
 
+from . import heads as _heads
 from . import init as _init
 from .checkpoint import allow_mmengine_checkpoints
 from .init import SoftmaxPriorInit
@@ -44,6 +47,7 @@ def register() -> None:
     for name, cls in {**PLUGIN_LOSSES, **MMDET_ORIGINALS}.items():
         MODELS.register_module(name=name, module=cls, force=True)
     _init.register()
+    _heads.install()
     allow_mmengine_checkpoints()
 
 
