@@ -15,6 +15,7 @@ from .config import (
     get_model_zoo_config,
     model_zoo_config_file,
 )
+from .checks import check_loss_keys_are_read, unread_loss_keys
 from .fcos import FocalPluginsFCOS, GroupNormFactory
 from .losses import (
     ASL1Loss,
@@ -34,5 +35,6 @@ __all__ = [
     "get_model_zoo_config", "model_zoo_config_file", "build_loss", "check_loss_for_slot",
     "SLOT_NAMES", "SigmoidFocalLoss", "SoftmaxFocalLoss", "GHMC", "GHMR", "ASL1Loss",
     "FocalPluginsRetinaNet", "FocalPluginsFCOS", "GroupNormFactory", "FocalPluginsRPN",
-    "FocalPluginsROIHeads", "FocalPluginsFastRCNNOutputLayers",
+    "FocalPluginsROIHeads", "FocalPluginsFastRCNNOutputLayers", "check_loss_keys_are_read",
+    "unread_loss_keys",
 ]

@@ -13,6 +13,7 @@ from detectron2.modeling.roi_heads import StandardROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers, _log_classification_stats
 from detectron2.utils.events import get_event_storage
 
+from .checks import check_loss_keys_are_read
 from .dense import focal_plugins_node
 from .losses import build_loss, check_loss_for_slot
 
@@ -21,6 +22,7 @@ __all__ = ["FocalPluginsRPN", "FocalPluginsROIHeads", "FocalPluginsFastRCNNOutpu
 
 def _build(cfg, head):
     node = focal_plugins_node(cfg, head)
+    check_loss_keys_are_read(cfg)
     prefix = f"MODEL.FOCAL_PLUGINS.{head}"
     return (build_loss(node.CLS_LOSS, slot=f"{head}.CLS_LOSS", key=prefix + ".CLS_LOSS"),
             build_loss(node.BOX_LOSS, slot=f"{head}.BOX_LOSS", key=prefix + ".BOX_LOSS"))

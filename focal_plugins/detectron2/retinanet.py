@@ -13,6 +13,7 @@ from detectron2.modeling.meta_arch.retinanet import RetinaNet, RetinaNetHead
 from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
+from .checks import check_loss_keys_are_read
 from .losses import build_loss
 from .dense import DenseLossMixin, focal_plugins_node
 
@@ -52,6 +53,7 @@ class FocalPluginsRetinaNet(DenseLossMixin, RetinaNet):
     @classmethod
     def from_config(cls, cfg):
         node = focal_plugins_node(cfg, "RETINANET")
+        check_loss_keys_are_read(cfg)
         prefix = "MODEL.FOCAL_PLUGINS.RETINANET"
         cls_loss = build_loss(node.CLS_LOSS, slot="RETINANET.CLS_LOSS", key=prefix + ".CLS_LOSS")
         box_loss = build_loss(node.BOX_LOSS, slot="RETINANET.BOX_LOSS", key=prefix + ".BOX_LOSS")
