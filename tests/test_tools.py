@@ -150,3 +150,37 @@ def test_train_net_lazyconfig_fcos_two_iterations(tmp_path, tiny_data):
     assert any("bbox/AP" in r for r in rows)
     # GHMStatsHook from train.ghm_stats_period: every iteration (log_period 1)
     assert sorted(r["iteration"] for r in rows if "ghm/cls_loss/count_0" in r) == [0, 1]
+
+
+def test_mmdet_plugin_loss_names_match_the_plugin():
+    pytest.importorskip("mmdet")
+    import focal_plugins.mmdet as plugin
+    import train
+
+    assert train.PLUGIN_LOSS_NAMES == tuple(plugin.PLUGIN_LOSSES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("with_plugin", [False, True])
+def test_mmdet_train_warns_of_a_silent_swap_and_logs_the_losses(tmp_path, tiny_data,
+                                                                with_plugin):
+    pytest.importorskip("mmdet")
+    cfg = tmp_path / "ghm.py"
+    imports = "['focal_plugins.mmdet']" if with_plugin else "[]"
+    cfg.write_text(
+        f"_base_ = {os.path.join(ROOT, 'configs/demo/retinanet_r18_synthetic_ghm_paper.py')!r}\n"
+        f"custom_imports = dict(imports={imports}, allow_failed_imports=False)\n"
+        "train_dataloader = dict(batch_size=2)\n")
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "train.py"), str(cfg), "--data-root",
+           str(tiny_data), "--max-iters", "2", "--work-dir", str(tmp_path / "work")]
+    out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    log = out.stdout + out.stderr
+    warned = [line for line in out.stderr.splitlines() if line.startswith("[train] WARNING")]
+    impl = "focal_plugins.mmdet.losses" if with_plugin else "mmdet.models.losses.ghm_loss"
+    for loss, name in (("loss_cls", "GHMC"), ("loss_bbox", "GHMR")):
+        assert f"loss implementation: bbox_head.{loss} = {impl}.{name}" in log
+        assert any(f"model.bbox_head.{loss}: type='{name}' builds mmdet's own" in w
+                   for w in warned) != with_plugin
+    if not with_plugin:
+        assert len(warned) == 2 and "custom_imports" in warned[0]

@@ -27,6 +27,8 @@ resumed GHM run continues with the same gradient density as an uninterrupted one
 
 Configs that load the plugin say so themselves:
 ``custom_imports = dict(imports=['focal_plugins.mmdet'], allow_failed_imports=False)``.
+A config that names ``GHMC`` or ``GHMR`` without it builds mmdet's own classes of those names:
+this tool warns about each such loss, and logs the class and module of every loss it built.
 """
 from __future__ import annotations
 
@@ -187,6 +189,64 @@ def apply_max_iters(cfg, max_iters: int):
     return cfg
 
 
+# the loss names focal_plugins.mmdet registers (its PLUGIN_LOSSES), listed here so that the
+# check below does not import, and so register, the plugin
+PLUGIN_LOSS_NAMES = ("GHMC", "GHMR", "SigmoidFocalLoss", "SoftmaxFocalLoss", "ASL1Loss")
+
+
+def _loss_types(node, path):
+    """(path, type name) of every ``loss*`` entry with a string ``type`` in a config tree."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            where = f"{path}.{k}" if path else str(k)
+            if str(k).startswith("loss") and isinstance(v, dict) \
+                    and isinstance(v.get("type"), str):
+                yield where, v["type"]
+            yield from _loss_types(v, where)
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            yield from _loss_types(v, f"{path}[{i}]")
+
+
+def swap_warnings(cfg) -> list:
+    """One message per loss whose ``type`` names a focal_plugins loss that mmdet also
+    registers (GHMC, GHMR), in a config that does not import ``focal_plugins.mmdet``:
+    there mmdet's own class is built, silently."""
+    if imports_plugin(cfg):
+        return []
+    import mmdet.models  # noqa: F401  (registers mmdet's own losses)
+    from mmdet.registry import MODELS
+
+    out = []
+    for where, name in _loss_types(cfg.get("model"), "model"):
+        cls = MODELS.module_dict.get(name)
+        if name in PLUGIN_LOSS_NAMES and cls is not None \
+                and not cls.__module__.startswith("focal_plugins."):
+            out.append(
+                f"{where}: type={name!r} builds mmdet's own {cls.__module__}.{name}, not "
+                f"focal_plugins' {name}, because the config does not import focal_plugins.mmdet; "
+                "for the plugin's add custom_imports = dict(imports=['focal_plugins.mmdet'], "
+                "allow_failed_imports=False)")
+    return out
+
+
+def log_loss_implementations(runner) -> None:
+    """Name, in the run's log, the class and module of every loss module of the model."""
+    model = runner.model.module if hasattr(runner.model, "module") else runner.model
+    for name, m in model.named_modules():
+        if name.rsplit(".", 1)[-1].startswith("loss"):
+            runner.logger.info(f"loss implementation: {name} = "
+                               f"{type(m).__module__}.{type(m).__qualname__}")
+
+
+def imports_plugin(cfg) -> bool:
+    """Whether the config's ``custom_imports`` load ``focal_plugins.mmdet``."""
+    imports = (cfg.get("custom_imports") or {}).get("imports") or []
+    if isinstance(imports, str):
+        imports = [imports]
+    return "focal_plugins.mmdet" in imports
+
+
 def build_cfg(args):
     from mmengine.config import Config
 
@@ -222,12 +282,13 @@ def build_cfg(args):
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
-    if cfg.get("resume") or cfg.get("load_from"):
+    if (cfg.get("resume") or cfg.get("load_from")) and not imports_plugin(cfg):
         # mmengine 0.10 checkpoints carry the run's log history (mmengine HistoryBuffer,
         # numpy arrays), which torch >= 2.6 refuses to unpickle by default
         # (torch.load(weights_only=True)) and mmengine calls torch.load without saying.
-        # Allow full unpickling in this process, for the checkpoint named here: load only
-        # checkpoints you trust, as with any pickle.
+        # focal_plugins.mmdet allowlists exactly those objects; a config that does not
+        # import it gets full unpickling in this process, for the checkpoint named here:
+        # load only checkpoints you trust, as with any pickle.
         os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     return cfg
 
@@ -244,7 +305,12 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     cfg = build_cfg(args)
+    for msg in swap_warnings(cfg):
+        print(f"[train] WARNING: {msg}", file=sys.stderr)
     runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else RUNNERS.build(cfg)
+    for msg in swap_warnings(cfg):
+        runner.logger.warning(msg)
+    log_loss_implementations(runner)
     runner.train()
     return runner
 

@@ -18,6 +18,7 @@ from .config import (
     get_model_zoo_config,
     model_zoo_config_file,
 )
+from .checks import check_loss_keys_are_read, unread_loss_keys
 from .fcos import FocalPluginsFCOS, GroupNormFactory
 from .hooks import (
     GHMStatsHook,
@@ -45,4 +46,5 @@ __all__ = [
     "FocalPluginsRetinaNet", "FocalPluginsFCOS", "GroupNormFactory", "FocalPluginsRPN",
     "FocalPluginsROIHeads", "FocalPluginsFastRCNNOutputLayers", "GHMStatsHook",
     "build_ghm_stats_hook", "insert_ghm_stats_hook", "register_ghm_stats_hook",
+    "check_loss_keys_are_read", "unread_loss_keys",
 ]

@@ -4,8 +4,9 @@ The yaml configs of this package inherit from detectron2's model-zoo configs wit
 ``_BASE_: "model_zoo://COCO-Detection/retinanet_R_50_FPN_1x.yaml"``: a path relative to
 detectron2's shipped ``configs/`` folder, wherever detectron2 is installed. detectron2 (via
 fvcore) resolves a relative ``_BASE_`` against the including file's folder, which cannot
-reach an installed package, so such configs are loaded through :func:`get_cfg` (or
-:class:`FocalPluginsCfgNode`), whose ``merge_from_file`` understands the prefix. Plain
+reach an installed package, so such configs are loaded through :class:`FocalPluginsCfgNode`,
+whose ``merge_from_file`` understands the prefix: the class of :func:`get_cfg`'s config, and
+of detectron2's ``get_cfg()`` once :func:`add_focal_plugins_config` has run on it. Plain
 relative and absolute ``_BASE_`` paths work as in detectron2.
 """
 import os
@@ -39,13 +40,31 @@ def _loss_node(node_cls):
     return node
 
 
+def _upgrade(node):
+    """Make every node of a detectron2 CfgNode tree a FocalPluginsCfgNode in place (the same
+    data, plus ``model_zoo://`` bases and the check on freeze); yacs merges only nodes of one
+    class, so the whole tree changes."""
+    if type(node) is _D2CfgNode:
+        object.__setattr__(node, "__class__", FocalPluginsCfgNode)
+    for v in node.values():
+        if isinstance(v, _D2CfgNode):
+            _upgrade(v)
+
+
 def add_focal_plugins_config(cfg):
     """Add ``cfg.MODEL.FOCAL_PLUGINS.{RETINANET,RPN,ROI_BOX_HEAD}.{CLS_LOSS,BOX_LOSS}`` with
     fields NAME, ALPHA, ALPHA_MODE, GAMMA, BINS, MOMENTUM, MU, LOSS_WEIGHT. NAME is one of
     SigmoidFocalLoss, SoftmaxFocalLoss, GHMC (classification), GHMR, ASL1Loss (box
     regression), or "" for detectron2's own loss (the default everywhere). Also
     ``cfg.MODEL.FOCAL_PLUGINS.GHM_STATS_PERIOD`` (0 = off): log the GHM losses' bins every
-    that many iterations (``focal_plugins.detectron2.hooks``). Idempotent."""
+    that many iterations (``focal_plugins.detectron2.hooks``). Idempotent.
+
+    A config of detectron2's own CfgNode class (``detectron2.config.get_cfg()``) becomes a
+    :class:`FocalPluginsCfgNode` in place, so that, as with this package's :func:`get_cfg`,
+    ``merge_from_file`` resolves ``_BASE_: "model_zoo://..."`` and ``freeze()`` refuses loss
+    keys that no built component reads. Configs of other CfgNode subclasses keep their
+    class."""
+    _upgrade(cfg)
     node_cls = type(cfg)  # yacs merges only nodes of one class
     root = cfg.MODEL.get("FOCAL_PLUGINS", None)
     if root is None:
@@ -98,6 +117,15 @@ class FocalPluginsCfgNode(_D2CfgNode):
         if isinstance(filename, str) and MODEL_ZOO_PREFIX in filename:
             filename = model_zoo_config_file(filename[filename.index(MODEL_ZOO_PREFIX):])
         return super().load_yaml_with_base(filename, allow_unsafe=allow_unsafe)
+
+    def freeze(self):
+        """Freeze, after checking that every plugin loss key set is read by a component the
+        model builds (``focal_plugins.detectron2.checks``)."""
+        if "MODEL" in self and "FOCAL_PLUGINS" in self.MODEL:
+            from .checks import check_loss_keys_are_read
+
+            check_loss_keys_are_read(self)
+        super().freeze()
 
 
 def get_cfg():

@@ -24,9 +24,18 @@ def _as_tensor(boxes):
 
 class DenseLossMixin:
     """For subclasses of detectron2's DenseDetector with ``num_classes`` and a head with a
-    ``cls_score`` conv (RetinaNetHead and its FCOS subclass)."""
+    ``cls_score`` conv (RetinaNetHead and its FCOS subclass). The loss modules train only:
+    TorchScript leaves them out of a scripted model."""
 
     _slot = ""
+    __jit_ignored_attributes__ = ["cls_loss", "box_loss"]
+
+    def _class_scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """Per-class probabilities of one image's (R, K) logits: the softmax without its
+        background column, or the sigmoid."""
+        if self._softmax_scores:
+            return logits.softmax(dim=-1)[:, : self.num_classes]
+        return logits.sigmoid()
 
     def _init_plugin_losses(self, cls_loss, box_loss, num_anchors):
         slot = self._slot

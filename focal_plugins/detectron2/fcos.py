@@ -4,12 +4,12 @@ from typing import List
 
 import torch
 from fvcore.nn import sigmoid_focal_loss_jit
-from torch import nn
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 from detectron2.modeling.box_regression import _dense_box_regression_loss
 from detectron2.modeling.meta_arch.fcos import FCOS
-from detectron2.structures import Instances
+from detectron2.structures import ImageList, Instances
 from detectron2.utils.events import get_event_storage
 
 from .dense import DenseLossMixin, _as_tensor
@@ -111,20 +111,17 @@ class FocalPluginsFCOS(DenseLossMixin, FCOS):
             "loss_fcos_ctr": loss_ctr / normalizer,
         }
 
-    def forward_inference(self, images, features, predictions):
-        if not self._softmax_scores:
-            return super().forward_inference(images, features, predictions)
+    def forward_inference(self, images: ImageList, features: List[Tensor],
+                          predictions: List[List[Tensor]]):
         pred_logits, pred_anchor_deltas, pred_centerness = self._transpose_dense_predictions(
             predictions, [self._num_cls_outputs, 4, 1]
         )
         anchors = self.anchor_generator(features)
         results: List[Instances] = []
         for img_idx, image_size in enumerate(images.image_sizes):
-            scores = [
-                torch.sqrt(x[img_idx].softmax(dim=-1)[:, : self.num_classes]
-                           * y[img_idx].sigmoid())
-                for x, y in zip(pred_logits, pred_centerness)
-            ]
+            # sqrt(class probability x centerness), FCOS's inference score
+            scores = [torch.sqrt(self._class_scores(x[img_idx]) * y[img_idx].sigmoid())
+                      for x, y in zip(pred_logits, pred_centerness)]
             deltas = [x[img_idx] for x in pred_anchor_deltas]
             results.append(self.inference_single_image(anchors, scores, deltas, image_size))
         return results

@@ -27,6 +27,7 @@ from torch import nn
 from focal_plugins.core import GHMC as _CoreGHMC
 from focal_plugins.core import GHMR as _CoreGHMR
 from focal_plugins.core import asl1_loss, sigmoid_focal_loss, softmax_focal_loss
+from focal_plugins.core.prior import softmax_prior_bias
 
 __all__ = [
     "CLS_LOSS_NAMES", "BOX_LOSS_NAMES", "SLOT_NAMES", "build_loss", "check_loss_for_slot",
@@ -303,17 +304,17 @@ def build_loss(cfg: Optional[Mapping] = None, *, slot: Optional[str] = None,
 def prior_background_bias(cls_score: nn.Module, num_classes: int, num_anchors: int) -> None:
     """For a head whose conv ``cls_score`` predicts num_anchors x (num_classes + 1) channels
     (detectron2's (A, K) channel layout) and whose biases all hold the RetinaNet prior
-    b = -log((1 - p) / p): raise the background channels' bias so that softmax gives each
-    foreground class probability p at init (the prior's meaning for a softmax head)."""
+    b = -log((1 - p) / p): set the softmax prior of
+    :func:`focal_plugins.core.prior.softmax_prior_bias` with ``prior_prob = p``
+    (``MODEL.RETINANET.PRIOR_PROB``): background 1 - p, each class p / num_classes, the same
+    convention as the mmdet adapter."""
     bias = getattr(cls_score, "bias", None)
-    if bias is None:
-        return
     K = num_classes + 1
-    if bias.numel() != num_anchors * K:
+    if bias is None or bias.numel() != num_anchors * K:
         return
     with torch.no_grad():
         b = bias.view(num_anchors, K)
-        p = torch.sigmoid(b[:, :num_classes].mean())
-        room = 1.0 / p - num_classes
-        if room > 0:
-            b[:, num_classes] = b[:, :num_classes].mean(dim=1) + torch.log(room)
+        p = float(torch.sigmoid(b[:, :num_classes].mean()))
+        cls_bias, bg_bias = softmax_prior_bias(p, num_classes)
+        b[:, :num_classes] = cls_bias
+        b[:, num_classes] = bg_bias

@@ -1,6 +1,8 @@
 """Faster R-CNN parts with configurable losses: the proposal generator "FocalPluginsRPN", the
 RoI heads "FocalPluginsROIHeads" and their box predictor
 :class:`FocalPluginsFastRCNNOutputLayers`."""
+from typing import List, Tuple
+
 import torch
 from torch.nn import functional as F
 
@@ -11,8 +13,10 @@ from detectron2.modeling.box_regression import _dense_box_regression_loss
 from detectron2.modeling.proposal_generator.rpn import RPN
 from detectron2.modeling.roi_heads import StandardROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers, _log_classification_stats
+from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
+from .checks import check_loss_keys_are_read
 from .dense import focal_plugins_node
 from .losses import build_loss, check_loss_for_slot
 
@@ -21,6 +25,7 @@ __all__ = ["FocalPluginsRPN", "FocalPluginsROIHeads", "FocalPluginsFastRCNNOutpu
 
 def _build(cfg, head):
     node = focal_plugins_node(cfg, head)
+    check_loss_keys_are_read(cfg)
     prefix = f"MODEL.FOCAL_PLUGINS.{head}"
     return (build_loss(node.CLS_LOSS, slot=f"{head}.CLS_LOSS", key=prefix + ".CLS_LOSS"),
             build_loss(node.BOX_LOSS, slot=f"{head}.BOX_LOSS", key=prefix + ".BOX_LOSS"))
@@ -41,7 +46,12 @@ class FocalPluginsRPN(RPN):
 
     YACS: ``MODEL.PROPOSAL_GENERATOR.NAME: "FocalPluginsRPN"`` and
     ``MODEL.FOCAL_PLUGINS.RPN.{CLS_LOSS,BOX_LOSS}``; LazyConfig: ``cls_loss=``, ``box_loss=``.
+
+    Scripting (``detectron2.export.scripting_with_instances``) works as for detectron2's RPN:
+    the loss modules train only, so TorchScript leaves them out of the exported model.
     """
+
+    __jit_ignored_attributes__ = ["cls_loss", "box_loss"]
 
     @configurable
     def __init__(self, *, cls_loss=None, box_loss=None, **kwargs):
@@ -58,6 +68,7 @@ class FocalPluginsRPN(RPN):
         ret.update(cls_loss=cls_loss, box_loss=box_loss)
         return ret
 
+    @torch.jit.unused
     def losses(self, anchors, pred_objectness_logits, gt_labels, pred_anchor_deltas, gt_boxes):
         if self.cls_loss is None and self.box_loss is None:
             return super().losses(anchors, pred_objectness_logits, gt_labels,
@@ -103,7 +114,13 @@ class FocalPluginsFastRCNNOutputLayers(FastRCNNOutputLayers):
     on the foreground columns) and box losses (GHMR, ASL1Loss on the deltas of the
     foreground proposals). The normaliser is the number of sampled proposals, as for
     detectron2's own losses. Inference scores: softmax, or sigmoid for SigmoidFocalLoss.
+
+    It scripts and traces as detectron2's predictor does: the loss modules train only
+    (TorchScript leaves them out), and the inference path calls no ``len()`` on a tensor, so
+    a trace keeps the number of boxes dynamic.
     """
+
+    __jit_ignored_attributes__ = ["cls_loss", "box_loss"]
 
     @configurable
     def __init__(self, input_shape, *, cls_loss=None, box_loss=None, **kwargs):
@@ -117,6 +134,12 @@ class FocalPluginsFastRCNNOutputLayers(FastRCNNOutputLayers):
             raise ValueError(
                 f"MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE / USE_FED_LOSS conflict with the plugin "
                 f"classification loss {self.cls_loss.NAME!r}: turn them off")
+        # inference scores: 0 softmax, 1 sigmoid on every column (detectron2's
+        # USE_SIGMOID_CE), 2 sigmoid on the foreground columns (SigmoidFocalLoss)
+        self._score_mode = 1 if getattr(self, "use_sigmoid_ce", False) else 0
+        if (self.cls_loss is not None and not self.cls_loss.softmax_scores
+                and self.cls_loss.NAME != "GHMC"):
+            self._score_mode = 2
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -125,6 +148,7 @@ class FocalPluginsFastRCNNOutputLayers(FastRCNNOutputLayers):
         ret.update(cls_loss=cls_loss, box_loss=box_loss)
         return ret
 
+    @torch.jit.unused
     def losses(self, predictions, proposals):
         if self.cls_loss is None and self.box_loss is None:
             return super().losses(predictions, proposals)
@@ -164,12 +188,18 @@ class FocalPluginsFastRCNNOutputLayers(FastRCNNOutputLayers):
         losses = {"loss_cls": loss_cls, "loss_box_reg": loss_box}
         return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
 
-    def predict_probs(self, predictions, proposals):
-        if self.cls_loss is None or self.cls_loss.softmax_scores or self.cls_loss.NAME == "GHMC":
-            return super().predict_probs(predictions, proposals)
+    def predict_probs(self, predictions: Tuple[torch.Tensor, torch.Tensor],
+                      proposals: List[Instances]):
         scores, _ = predictions
-        probs = torch.sigmoid(scores)
-        probs = torch.cat([probs[:, : self.num_classes], probs.new_zeros(len(probs), 1)], dim=1)
+        if self._score_mode == 2:  # background column 0
+            probs = torch.cat([torch.sigmoid(scores[:, : self.num_classes]),
+                               torch.zeros_like(scores[:, :1])], dim=1)
+        elif self._score_mode == 1:
+            probs = torch.sigmoid(scores)
+        else:
+            probs = F.softmax(scores, dim=-1)
+        if len(proposals) == 1:  # one image: no split, so a trace keeps the box count
+            return [probs]
         return probs.split([len(p) for p in proposals], dim=0)
 
 
@@ -177,7 +207,14 @@ class FocalPluginsFastRCNNOutputLayers(FastRCNNOutputLayers):
 class FocalPluginsROIHeads(StandardROIHeads):
     """detectron2's StandardROIHeads with :class:`FocalPluginsFastRCNNOutputLayers` as its box
     predictor, configured by ``MODEL.FOCAL_PLUGINS.ROI_BOX_HEAD``. (In a LazyConfig use
-    StandardROIHeads with ``box_predictor=L(FocalPluginsFastRCNNOutputLayers)(...)``.)"""
+    StandardROIHeads with ``box_predictor=L(FocalPluginsFastRCNNOutputLayers)(...)``.)
+
+    Scripts like StandardROIHeads (``detectron2.export.scripting_with_instances``)."""
+
+    # detectron2's scripting patch marks these constants on StandardROIHeads' own
+    # annotations, which a subclass does not inherit
+    mask_on: torch.jit.Final[bool]
+    keypoint_on: torch.jit.Final[bool]
 
     @classmethod
     def _init_box_head(cls, cfg, input_shape):

@@ -3,6 +3,7 @@ from typing import List
 
 import torch
 from fvcore.nn import sigmoid_focal_loss_jit
+from torch import Tensor
 from torch.nn import functional as F
 
 from detectron2.config import configurable
@@ -10,9 +11,10 @@ from detectron2.layers import cat
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.modeling.box_regression import _dense_box_regression_loss
 from detectron2.modeling.meta_arch.retinanet import RetinaNet, RetinaNetHead
-from detectron2.structures import Instances
+from detectron2.structures import ImageList, Instances
 from detectron2.utils.events import get_event_storage
 
+from .checks import check_loss_keys_are_read
 from .losses import build_loss
 from .dense import DenseLossMixin, focal_plugins_node
 
@@ -31,6 +33,10 @@ class FocalPluginsRetinaNet(DenseLossMixin, RetinaNet):
     num_classes + 1 scores per anchor (background last): from YACS the head is built so;
     in a LazyConfig set ``model.head.num_classes`` to num_classes + 1. Inference then takes
     the softmax, drops the background column and runs detectron2's usual top-k and NMS.
+    The classifier starts at the softmax prior of ``MODEL.RETINANET.PRIOR_PROB`` p: background
+    1 - p, each class p / num_classes (``focal_plugins.core.prior``, as in the mmdet adapter).
+
+    Scripts like detectron2's RetinaNet (``detectron2.export.scripting_with_instances``).
     """
 
     _slot = "RETINANET"
@@ -52,6 +58,7 @@ class FocalPluginsRetinaNet(DenseLossMixin, RetinaNet):
     @classmethod
     def from_config(cls, cfg):
         node = focal_plugins_node(cfg, "RETINANET")
+        check_loss_keys_are_read(cfg)
         prefix = "MODEL.FOCAL_PLUGINS.RETINANET"
         cls_loss = build_loss(node.CLS_LOSS, slot="RETINANET.CLS_LOSS", key=prefix + ".CLS_LOSS")
         box_loss = build_loss(node.BOX_LOSS, slot="RETINANET.BOX_LOSS", key=prefix + ".BOX_LOSS")
@@ -107,16 +114,15 @@ class FocalPluginsRetinaNet(DenseLossMixin, RetinaNet):
                                                  pos_mask, normalizer)
         return {"loss_cls": loss_cls, "loss_box_reg": loss_box_reg}
 
-    def forward_inference(self, images, features, predictions):
-        if not self._softmax_scores:
-            return super().forward_inference(images, features, predictions)
+    def forward_inference(self, images: ImageList, features: List[Tensor],
+                          predictions: List[List[Tensor]]):
         pred_logits, pred_anchor_deltas = self._transpose_dense_predictions(
             predictions, [self._num_cls_outputs, 4]
         )
         anchors = self.anchor_generator(features)
         results: List[Instances] = []
         for img_idx, image_size in enumerate(images.image_sizes):
-            scores = [x[img_idx].softmax(dim=-1)[:, : self.num_classes] for x in pred_logits]
+            scores = [self._class_scores(x[img_idx]) for x in pred_logits]
             deltas = [x[img_idx] for x in pred_anchor_deltas]
             results.append(self.inference_single_image(anchors, scores, deltas, image_size))
         return results

@@ -9,7 +9,12 @@ Registered names: ``GHMC``, ``GHMR``, ``SigmoidFocalLoss``, ``SoftmaxFocalLoss``
 buildable as ``MMDetGHMC`` and ``MMDetGHMR`` (for A/B runs). It also registers the weight
 initialiser ``SoftmaxPriorInit`` (see ``focal_plugins.mmdet.init``) for softmax dense heads,
 and the training hook ``GHMStatsHook`` (``focal_plugins.mmdet.hooks``), which logs the GHM
-losses' bins: ``custom_hooks = [dict(type='GHMStatsHook', interval=50)]``.
+losses' bins: ``custom_hooks = [dict(type='GHMStatsHook', interval=50)]``. Importing it
+allowlists for torch's ``weights_only`` loader exactly the objects mmengine's checkpoints
+hold, so mmdet's stock ``tools/test.py`` and ``tools/train.py --resume`` load them
+(``focal_plugins.mmdet.checkpoint``). The build log names each head loss's class and
+module, and a dense head with ``SoftmaxFocalLoss`` starts at the softmax prior
+(``focal_plugins.mmdet.heads``).
 
 Import order: mmdet registers its own GHMC/GHMR when ``mmdet.models`` is first imported, and
 an mmengine registry refuses a second registration of a name unless forced. ``mmdet.models``
@@ -24,8 +29,10 @@ from mmdet.models.losses.ghm_loss import GHMC as MMDetGHMC
 from mmdet.models.losses.ghm_loss import GHMR as MMDetGHMR
 from mmdet.registry import MODELS
 
+from . import heads as _heads
 from . import hooks as _hooks
 from . import init as _init
+from .checkpoint import allow_mmengine_checkpoints
 from .hooks import GHMStatsHook
 from .init import SoftmaxPriorInit
 from .losses import GHMC, GHMR, ASL1Loss, SigmoidFocalLoss, SoftmaxFocalLoss
@@ -46,6 +53,8 @@ def register() -> None:
         MODELS.register_module(name=name, module=cls, force=True)
     _init.register()
     _hooks.register()
+    _heads.install()
+    allow_mmengine_checkpoints()
 
 
 register()

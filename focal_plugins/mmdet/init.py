@@ -5,7 +5,12 @@ convention (each class starts at probability 0.01). With a softmax over ``num_cl
 columns the same bias in every column makes all columns equally likely (1 / (C + 1)), so the
 background, by far the most frequent target, starts at a loss of about log(C + 1) per anchor
 and the first loss is in the hundreds. ``SoftmaxPriorInit`` gives the background column the
-probability ``background_prob`` and splits the rest evenly over the classes.
+probability ``background_prob`` and splits the rest evenly over the classes: the convention
+of ``focal_plugins.core.prior.softmax_prior_bias`` with ``prior_prob = 1 - background_prob``.
+
+A head whose ``loss_cls`` is ``SoftmaxFocalLoss`` gets this prior without it (from the head's
+``bias_prob``, see ``focal_plugins.mmdet.heads``); use it to choose another
+``background_prob`` or for other softmax classifiers.
 
 Use it as the classifier's override in the head's ``init_cfg``, e.g. for RetinaNet::
 
@@ -13,12 +18,12 @@ Use it as the classifier's override in the head's ``init_cfg``, e.g. for RetinaN
                   override=dict(type='SoftmaxPriorInit', name='retina_cls', std=0.01,
                                 num_classes=80, background_prob=0.99))
 """
-import math
-
 import torch
 from mmengine.model.weight_init import BaseInit, update_init_info
 from mmengine.registry import WEIGHT_INITIALIZERS
 from torch import nn
+
+from focal_plugins.core.prior import softmax_prior_bias
 
 
 class SoftmaxPriorInit(BaseInit):
@@ -41,8 +46,8 @@ class SoftmaxPriorInit(BaseInit):
 
     def background_bias(self) -> float:
         """log(p_bg / p_class), with the class columns' bias 0."""
-        p_cls = (1.0 - self.background_prob) / self.num_classes
-        return math.log(self.background_prob / p_cls)
+        cls_bias, bg_bias = softmax_prior_bias(1.0 - self.background_prob, self.num_classes)
+        return bg_bias - cls_bias
 
     def _init(self, m: nn.Module) -> None:
         if getattr(m, "weight", None) is not None:

@@ -121,6 +121,11 @@ class SoftmaxFocalLoss(_SoftmaxHooks, nn.Module):
     ``alpha``: None, a float (``alpha_mode='paper'``: alpha on foreground classes, 1 - alpha on
     the background column) or one value per column. ``background_index`` defaults to the last
     column, mmdet's convention.
+
+    In a dense head (RetinaNet, FCOS, ...) the classifier starts at the softmax prior without
+    extra config: background ``1 - bias_prob``, each class ``bias_prob / num_classes``
+    (``focal_plugins.mmdet.heads``; ``SoftmaxPriorInit`` in the head's ``init_cfg`` still
+    sets another one explicitly).
     """
 
     def __init__(self, use_sigmoid: bool = False, gamma: float = 2.0, alpha=None,
@@ -151,6 +156,13 @@ class SoftmaxFocalLoss(_SoftmaxHooks, nn.Module):
                            gamma=gamma, alpha_mode=alpha_mode,
                            background_index=n - 1 if background_index is None else background_index,
                            ignore_index=ignore_index, impl=impl)
+
+    def init_weights(self) -> None:
+        """Called by mmengine right after the holding head's ``init_cfg``: gives a dense
+        head's classifier the softmax prior (``focal_plugins.mmdet.heads``)."""
+        from .heads import apply_softmax_prior
+
+        apply_softmax_prior(self)
 
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
                 avg_factor: Optional[float] = None,

@@ -313,10 +313,12 @@ def test_softmax_retinanet_inference_drops_background():
                     ["MODEL.RETINANET.SCORE_THRESH_TEST", 0.0])
     model = _build(cfg)
     assert model.head.cls_score.out_channels == 9 * 81
-    # prior: softmax gives each foreground class about PRIOR_PROB at init
+    # prior: softmax gives the background 1 - PRIOR_PROB and each class PRIOR_PROB / 80 at
+    # init, as the mmdet adapter does
     bias = model.head.cls_score.bias.view(9, 81)
     probs = bias.softmax(dim=1)
-    torch.testing.assert_close(probs[:, :80], torch.full((9, 80), 0.01), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(probs[:, 80], torch.full((9,), 0.99))
+    torch.testing.assert_close(probs[:, :80], torch.full((9, 80), 0.01 / 80))
     model.eval()
     with torch.no_grad():
         out = model(_batch())

@@ -1,0 +1,105 @@
+"""What the plugin does for the mmdet heads that hold a loss.
+
+* **The build log names every head loss's implementation.** When an mmengine module (every
+  mmdet head) is given a ``loss_*`` submodule (``self.loss_cls = MODELS.build(...)`` in every mmdet head), the
+  current mmengine logger gets ``RetinaHead.loss_cls: focal_plugins.mmdet.losses.GHMC``, so a
+  training log says which ``GHMC`` ran (the plugin's or mmdet's ``MMDetGHMC``).
+* **A softmax focal dense head starts at the right prior without extra config.** mmdet's dense
+  heads initialise their classifier bias with ``bias_prob=0.01``, a sigmoid convention. When
+  the head's ``loss_cls`` is the plugin's ``SoftmaxFocalLoss``, the loss's ``init_weights``
+  (which mmengine calls right after the head's own ``init_cfg``) turns that uniform bias into
+  the softmax prior of :func:`focal_plugins.core.prior.softmax_prior_bias` with
+  ``prior_prob = bias_prob``: background ``1 - bias_prob``, each class ``bias_prob /
+  num_classes`` (detectron2's adapter uses the same convention). A bias that is not uniform
+  (``SoftmaxPriorInit`` in the config, or the user's own init) is left as it is, and so is
+  a head initialised from a checkpoint (``init_cfg`` of type ``Pretrained``).
+
+Both work through torch's global module-registration hook (installed once, on import); it
+only records which module holds a plugin loss, in a weak mapping.
+"""
+import weakref
+
+import torch
+from torch import nn
+
+from focal_plugins.core.prior import softmax_prior_bias
+
+__all__ = ["apply_softmax_prior", "holder", "install"]
+
+_HOLDERS = weakref.WeakKeyDictionary()  # loss module -> weakref to the module holding it
+_handle = None
+
+
+def holder(loss: nn.Module):
+    """The module that ``loss`` was last assigned to as an attribute, or None."""
+    ref = _HOLDERS.get(loss)
+    return ref() if ref is not None else None
+
+
+def _on_register(parent, name, child):
+    if not name.startswith("loss"):
+        return None
+    from mmengine.logging import print_log
+    from mmengine.model import BaseModule
+
+    if not isinstance(parent, BaseModule):
+        return None
+
+    from .losses import SoftmaxFocalLoss
+
+    if isinstance(child, SoftmaxFocalLoss):
+        _HOLDERS[child] = weakref.ref(parent)
+    print_log(f"{type(parent).__name__}.{name}: "
+              f"{type(child).__module__}.{type(child).__qualname__}", logger="current")
+    return None
+
+
+def install() -> None:
+    """Install the registration hook (once per process)."""
+    global _handle
+    if _handle is None:
+        _handle = nn.modules.module.register_module_module_registration_hook(_on_register)
+
+
+def _classifier(head, k):
+    """The head's classifier conv: its one Conv2d child named ``*cls*`` whose output
+    channels are a multiple of ``k = num_classes + 1``."""
+    found = [(n, m) for n, m in head.named_children()
+             if "cls" in n and isinstance(m, nn.Conv2d) and m.out_channels % k == 0]
+    if len(found) != 1:
+        c = k - 1
+        raise ValueError(
+            f"SoftmaxFocalLoss in {type(head).__name__}: cannot tell which conv is the "
+            f"classifier (candidates: {[n for n, _ in found]}), so it cannot set the softmax "
+            f"prior; give the classifier one in the head's init_cfg: override=dict("
+            f"type='SoftmaxPriorInit', name='<classifier conv>', num_classes={c}, "
+            f"background_prob=0.99)")
+    return found[0]
+
+
+def apply_softmax_prior(loss: nn.Module) -> bool:
+    """Give the classifier of the dense head holding ``loss`` the softmax prior (see the
+    module doc); True if it did."""
+    head = holder(loss)
+    from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
+
+    if not isinstance(head, BaseDenseHead) or getattr(head, "loss_cls", None) is not loss:
+        return False
+    k = head.num_classes + 1
+    name, conv = _classifier(head, k)
+    if conv.bias is None:
+        return False
+    with torch.no_grad():
+        b = conv.bias.view(-1, k)
+        if not bool((b == b[:, :1]).all()):
+            return False  # a prior was set on purpose
+        prior = float(torch.sigmoid(b[0, 0]))
+        cls_bias, bg_bias = softmax_prior_bias(prior, head.num_classes)
+        b[:, :-1] = cls_bias
+        b[:, -1] = bg_bias
+    if hasattr(conv, "_params_init_info"):
+        from mmengine.model.weight_init import update_init_info
+
+        update_init_info(conv, init_info=f"softmax prior of {type(loss).__name__}: "
+                         f"background {1 - prior:g}, each class {prior:g}/{head.num_classes}")
+    return True
