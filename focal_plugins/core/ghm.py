@@ -279,8 +279,8 @@ class GHMC(_GHM):
     def _any_shape(self, pred, target, label_weight, avg_factor, reduction):
         """Sigmoid logits other than (N, C): the (M, K) rows of a flat view (K the last dim)."""
         if not isinstance(target, Tensor) or target.shape != pred.shape:
-            raise ValueError(f"target must be shaped like pred {tuple(pred.shape)}, got "
-                             f"{tuple(getattr(target, 'shape', ())) or type(target).__name__}")
+            got = tuple(target.shape) if isinstance(target, Tensor) else type(target).__name__
+            raise ValueError(f"target must be shaped like pred {tuple(pred.shape)}, got {got}")
         K = pred.shape[-1] if pred.dim() > 1 else 1
         rows = (-1, K) if K > 0 else (0, 1)
         lw = label_weight
