@@ -183,7 +183,7 @@ def _step(x, fn, device):
     return (time.perf_counter() - t0) * 1e3
 
 
-def run(device, sizes, repeats, dtypes):
+def run(device, sizes, repeats, dtypes, groups=None):
     """The cases of one size and dtype are timed round-robin (repeat r of every case, then
     repeat r + 1), so load from other processes spreads evenly over the rows."""
     print(f"\n## {device}: {torch.cuda.get_device_name() if device == 'cuda' else 'CPU'}"
@@ -194,6 +194,8 @@ def run(device, sizes, repeats, dtypes):
         for dt in dtypes:
             rows = []
             for group, name, x0, fn in cases(N, C, device, dt):
+                if groups and group not in groups:
+                    continue
                 x = x0.detach().clone().requires_grad_()
                 try:
                     for _ in range(2):
@@ -233,6 +235,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="small sizes and 3 repeats")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--groups", default=None,
+                    help="comma-separated groups to time: sigmoid,dense,softmax,regression")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -250,7 +254,7 @@ def main():
             sizes = [(401400, 80), (20000, 80)] if dev == "cuda" else [(50000, 80), (2000, 80)]
         reps = a.repeats or (3 if a.quick else (50 if dev == "cuda" else 7))
         dts = [torch.float32] + ([torch.bfloat16, torch.float16] if dev == "cuda" else [])
-        run(dev, sizes, reps, dts)
+        run(dev, sizes, reps, dts, a.groups.split(",") if a.groups else None)
 
 
 if __name__ == "__main__":
