@@ -138,14 +138,14 @@ class _SigmoidFocalCPU(torch.autograd.Function):
         return grad, None, None, None, None, None, None
 
 
-def _alpha_t(t, a_pos, a_neg, out):
-    """alpha_t = a_neg + (a_pos - a_neg) t into ``out``; None where every factor is 1."""
+def _alpha_form(a_pos, a_neg):
+    """(slope, offset) of alpha_t = offset + slope t: Python floats where alpha is the same
+    for every class, (C,) tensors otherwise; None where every factor is 1."""
     if bool((a_pos == 1).all() and (a_neg == 1).all()):
         return None
     if bool((a_pos == a_pos[:1]).all() and (a_neg == a_neg[:1]).all()):
-        ap, an = float(a_pos[0]), float(a_neg[0])
-        return torch.mul(t, ap - an, out=out).add_(an)
-    return torch.mul(t, a_pos - a_neg, out=out).add_(a_neg)
+        return float(a_pos[0]) - float(a_neg[0]), float(a_neg[0])
+    return a_pos - a_neg, a_neg
 
 
 class _SigmoidFocalSoftCPU(torch.autograd.Function):
@@ -168,6 +168,7 @@ class _SigmoidFocalSoftCPU(torch.autograd.Function):
         P = torch.empty(min(R, N), C)
         S, U, M, D, V, A = (torch.empty_like(P) for _ in range(6))
         wrow = weight.unsqueeze(1) if weight is not None and weight.dim() == 1 else weight
+        alpha = _alpha_form(a_pos, a_neg)
         for r0, r1, n in _chunks(N, R):
             xs, ts, gs = x[r0:r1], t[r0:r1], grad[r0:r1]
             p, s, u, m, d, v, a = P[:n], S[:n], U[:n], M[:n], D[:n], V[:n], A[:n]
@@ -178,7 +179,7 @@ class _SigmoidFocalSoftCPU(torch.autograd.Function):
             torch.addcmul(ts, p, u, out=m)                                # 1 - p_t
             torch.sub(p, ts, out=d)
             torch.addcmul(p, p, p, value=-1.0, out=v).mul_(u).mul_(s)     # p (1 - p) U ce
-            at = _alpha_t(ts, a_pos, a_neg, a)
+            at = None if alpha is None else torch.mul(ts, alpha[0], out=a).add_(alpha[1])
             if gamma == 2.0:
                 torch.mul(m, d, out=gs).add_(v, alpha=2.0).mul_(m)
                 lf = torch.mul(m, m, out=d)
