@@ -10,6 +10,9 @@ logits, cross-entropy, L1), and the peak extra memory during the step (CUDA:
 torch.cuda.max_memory_allocated minus the inputs' memory; CPU: not measured, "n/a").
 Sizes: the first is RetinaNet on COCO (2 images 800x1333: 401,400 anchors x 80 classes)
 on CUDA and 50,000 x 80 on the CPU (as in the issue); the second is small.
+Target forms: integer labels (N,) (90 % background), the same as one-hot float (N, C)
+targets, and soft targets in (0, 1); the "dense" group lays the same number of logits out
+as (N / 100, C, 10, 10) with float targets of that shape (the torchvision / fvcore way).
 Targets (issue 7) are checked by reading the table, not asserted.
 """
 import argparse
@@ -44,6 +47,7 @@ def cases(N, C, device, dtype):
     lab = torch.randint(0, C + 1, (N,), generator=gen).to(device)   # C = background
     lab[torch.rand(N, generator=gen).to(device) < 0.9] = C            # mostly background
     onehot = (lab[:, None] == torch.arange(C, device=device)).to(dtype)
+    soft = torch.rand(N, C, generator=gen).to(device, dtype)
     lw = torch.ones(N, device=device)
     xs0 = (torch.randn(N, C + 1, generator=gen) * 2).to(device, dtype)
     slab = torch.randint(0, C + 1, (N,), generator=gen).to(device)
@@ -62,6 +66,12 @@ def cases(N, C, device, dtype):
         lambda x: fp.sigmoid_focal_loss(x, lab))
     add("sigmoid", "plugin sigmoid_focal_loss (reference)", x0,
         lambda x: fp.sigmoid_focal_loss(x, lab, impl="reference"))
+    add("sigmoid", "plugin sigmoid_focal_loss, one-hot float targets (auto)", x0,
+        lambda x: fp.sigmoid_focal_loss(x, onehot))
+    add("sigmoid", "plugin sigmoid_focal_loss, one-hot float targets (reference)", x0,
+        lambda x: fp.sigmoid_focal_loss(x, onehot, impl="reference"))
+    add("sigmoid", "plugin sigmoid_focal_loss, soft targets (auto)", x0,
+        lambda x: fp.sigmoid_focal_loss(x, soft))
     tv = _try(lambda: __import__("torchvision.ops", fromlist=["sigmoid_focal_loss"]))
     if tv is not None:
         add("sigmoid", "torchvision sigmoid_focal_loss", x0,
@@ -97,6 +107,37 @@ def cases(N, C, device, dtype):
         lambda x: sum(p5(a, b, c) for a, b, c in zip(x.split(lv), lab5, lws5)))
     pr = fp.GHMC(bins=30, momentum=0.75, impl="reference")
     add("sigmoid", "plugin GHMC (reference), one call", x0, lambda x: pr(x, lab, lw))
+    pf = fp.GHMC(bins=30, momentum=0.75)
+    lwf = onehot.new_ones(N, C)
+    add("sigmoid", "plugin GHMC (auto), one-hot float targets, one call", x0,
+        lambda x: pf(x, onehot, lwf))
+    ps = fp.GHMC(bins=30, momentum=0.75)
+    add("sigmoid", "plugin GHMC (auto), soft targets, one call", x0, lambda x: ps(x, soft, lwf))
+    # dense: the same number of logits as (N / 100, C, 10, 10), float targets of that shape
+    dshape = (max(N // 100, 1), C, 10, 10)
+    xd0 = (torch.randn(dshape, generator=gen) * 2).to(device, dtype)
+    td = (torch.rand(dshape, generator=gen) < 0.01).to(device, dtype)
+    dname = "x".join(str(v) for v in dshape)
+    add("dense", f"BCE with logits, {dname} (yardstick)", xd0,
+        lambda x: F.binary_cross_entropy_with_logits(x, td))
+    add("dense", "plugin sigmoid_focal_loss (auto)", xd0,
+        lambda x: fp.sigmoid_focal_loss(x, td))
+    add("dense", "plugin sigmoid_focal_loss, per-class alpha (auto)", xd0,
+        lambda x: fp.sigmoid_focal_loss(x, td, alpha=[0.25] * C))
+    add("dense", "plugin sigmoid_focal_loss (reference)", xd0,
+        lambda x: fp.sigmoid_focal_loss(x, td, impl="reference"))
+    if tv is not None:
+        add("dense", "torchvision sigmoid_focal_loss", xd0,
+            lambda x: tv.sigmoid_focal_loss(x, td, reduction="mean"))
+    if fv is not None:
+        add("dense", "fvcore sigmoid_focal_loss_jit", xd0,
+            lambda x: fv.sigmoid_focal_loss_jit(x, td, alpha=0.25, reduction="mean"))
+    if mm is not None and dtype == torch.float32:
+        gd = mm.GHMC(bins=30, momentum=0.75, use_sigmoid=True)
+        lwd = torch.ones_like(td)
+        add("dense", "mmdet GHMC", xd0, lambda x: gd(x, td, lwd))
+    pd = fp.GHMC(bins=30, momentum=0.75)
+    add("dense", "plugin GHMC (auto)", xd0, lambda x: pd(x, td))
     # softmax, C + 1 classes (background included)
     add("softmax", "cross_entropy (yardstick)", xs0, lambda x: F.cross_entropy(x, slab))
     add("softmax", "plugin softmax_focal_loss (auto)", xs0,
@@ -142,7 +183,7 @@ def _step(x, fn, device):
     return (time.perf_counter() - t0) * 1e3
 
 
-def run(device, sizes, repeats, dtypes):
+def run(device, sizes, repeats, dtypes, groups=None):
     """The cases of one size and dtype are timed round-robin (repeat r of every case, then
     repeat r + 1), so load from other processes spreads evenly over the rows."""
     print(f"\n## {device}: {torch.cuda.get_device_name() if device == 'cuda' else 'CPU'}"
@@ -153,6 +194,8 @@ def run(device, sizes, repeats, dtypes):
         for dt in dtypes:
             rows = []
             for group, name, x0, fn in cases(N, C, device, dt):
+                if groups and group not in groups:
+                    continue
                 x = x0.detach().clone().requires_grad_()
                 try:
                     for _ in range(2):
@@ -192,6 +235,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="small sizes and 3 repeats")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--groups", default=None,
+                    help="comma-separated groups to time: sigmoid,dense,softmax,regression")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -209,7 +254,7 @@ def main():
             sizes = [(401400, 80), (20000, 80)] if dev == "cuda" else [(50000, 80), (2000, 80)]
         reps = a.repeats or (3 if a.quick else (50 if dev == "cuda" else 7))
         dts = [torch.float32] + ([torch.bfloat16, torch.float16] if dev == "cuda" else [])
-        run(dev, sizes, reps, dts)
+        run(dev, sizes, reps, dts, a.groups.split(",") if a.groups else None)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ IMPLS = ("auto", "reference", "fused")
 
 def _sigmoid_focal_reference(pred: Tensor, target: Tensor, a_pos: Tensor, a_neg: Tensor,
                              gamma: float) -> Tensor:
-    """Elementwise loss; pred, target (N, C) in the compute dtype, a_pos/a_neg (C,)."""
+    """Elementwise loss; pred, target alike in the compute dtype, a_pos/a_neg broadcast
+    along the class dim (``_class_view``)."""
     p = pred.sigmoid()
     ce = F.binary_cross_entropy_with_logits(pred, target, reduction="none")
     p_t = p * target + (1 - p) * (1 - target)
@@ -56,8 +57,8 @@ def _dispatch(name: str, impl: str, pred: Tensor, *, cpu: bool = False,
 
     - "reference": always the reference.
     - "auto": the Triton kernels on CUDA tensors when triton imports; on the CPU the
-      chunked fast path where the loss has one for this input (``cpu=True``: the caller
-      found integer labels) and ``kernels.cpu_usable`` agrees; else the reference.
+      chunked fast path where the loss has one (``cpu=True``: sigmoid focal and sigmoid
+      GHM-C, any target form) and ``kernels.cpu_usable`` agrees; else the reference.
     - "fused": a fast path or an error: Triton on CUDA, or on CPU tensors under
       TRITON_INTERPRET=1 (the interpreter, for tests), else the CPU fast path;
       RuntimeError where none applies.
@@ -100,7 +101,9 @@ def _reduce_sum(total: Tensor, count: int, reduction: str, avg_factor) -> Tensor
 # ---- public functions
 
 def _is_sigmoid_labels(pred: Tensor, target) -> bool:
-    return (isinstance(target, Tensor) and target.dim() == 1 and target.shape[0] == pred.shape[0]
+    """(N,) integer class indices for (N, C) logits (the only shape with that shortcut)."""
+    return (isinstance(target, Tensor) and pred.dim() == 2 and target.dim() == 1
+            and target.shape[0] == pred.shape[0]
             and target.shape != pred.shape and not target.is_floating_point()
             and target.dtype != torch.bool)
 
@@ -117,40 +120,62 @@ def _check_softmax_labels(target: Tensor, C: int, ignore_index: int) -> None:
                                        f"ignore_index={ignore_index}, got {first_bad(target, ok)!r}")
 
 
+_NATIVE = (torch.float32, torch.float16, torch.bfloat16)   # float targets kernels read as is
+
+
 def _fast_sigmoid_target(pred: Tensor, target: Tensor, labels: bool) -> Tensor:
     """The validated target a fast path reads: integer labels (N,) as they are, else float
-    (N, C) targets in [0, 1]."""
+    targets in [0, 1] shaped like pred (fp32/fp16/bf16 kept, others in pred's compute dtype)."""
     if labels:
         _check_sigmoid_labels(target, pred.shape[1])
         return target
-    return _as_sigmoid_target(pred.to(compute_dtype(pred)), target)
+    dtype = target.dtype if isinstance(target, Tensor) and target.dtype in _NATIVE else None
+    return _as_sigmoid_target(pred, target, dtype or compute_dtype(pred))
 
 
-def _as_sigmoid_target(pred: Tensor, target: Tensor) -> Tensor:
-    """Float targets shaped like pred, from either such a tensor or (N,) class indices."""
+def _as_sigmoid_target(pred: Tensor, target: Tensor, dtype=None) -> Tensor:
+    """Float targets shaped like pred (in ``dtype``, default pred's), from either such a
+    tensor or, for (N, C) logits, (N,) class indices."""
     if not isinstance(target, Tensor):
         raise ValueError(f"target must be a torch.Tensor, got {type(target).__name__}")
-    N, C = pred.shape
     if target.shape == pred.shape:
-        t = target.to(pred.dtype)
-        ok = (t >= 0) & (t <= 1)
-        check_values(ok, "target", lambda: f"target values must lie in [0, 1], "
-                                           f"got {first_bad(t, ok)!r}")
+        t = target.to(pred.dtype if dtype is None else dtype)
+        if t.numel():
+            # on the extremes (NaN fails): no (N, C) mask, whose bytes would count on a GPU
+            lo, hi = torch.aminmax(t)
+
+            def message():
+                bad = (t >= 0) & (t <= 1)
+                return f"target values must lie in [0, 1], got {first_bad(t, bad)!r}"
+            check_values((lo >= 0) & (hi <= 1), "target", message)
         return t
     if _is_sigmoid_labels(pred, target):
+        C = pred.shape[1]
         _check_sigmoid_labels(target, C)
         classes = torch.arange(C, device=target.device)
-        return (target.unsqueeze(1) == classes).to(pred.dtype)
-    raise ValueError(f"target must be shaped like pred {tuple(pred.shape)} or be integer class "
-                     f"indices of shape ({N},), got shape {tuple(target.shape)} dtype {target.dtype}")
+        return (target.unsqueeze(1) == classes).to(pred.dtype if dtype is None else dtype)
+    labels = f" or be integer class indices of shape ({pred.shape[0]},)" if pred.dim() == 2 else ""
+    raise ValueError(f"target must be shaped like pred {tuple(pred.shape)}{labels}, got shape "
+                     f"{tuple(target.shape)} dtype {target.dtype}")
 
 
-def _sigmoid_weight(weight: Optional[Tensor], N: int, C: int) -> Optional[Tensor]:
-    """(N,) per-sample -> (N, 1); (N*C,) flattened -> (N, C); else must broadcast to (N, C)."""
+def _sigmoid_weight(weight: Optional[Tensor], shape) -> Optional[Tensor]:
+    """(N, C) logits: (N,) per-sample -> (N, 1); (N*C,) flattened -> (N, C); else must
+    broadcast to (N, C). Logits of any other shape: must broadcast to their shape."""
     if weight is None:
         return None
     if not isinstance(weight, Tensor):
         raise ValueError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
+    if len(shape) != 2:
+        try:
+            ok = torch.broadcast_shapes(weight.shape, shape) == torch.Size(shape)
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise ValueError(f"weight of shape {tuple(weight.shape)} does not broadcast to the "
+                             f"loss shape {tuple(shape)}")
+        return weight
+    N, C = shape
     if weight.dim() == 1 and weight.shape[0] == N:
         return weight.view(N, 1)
     if weight.dim() == 1 and weight.shape[0] == N * C:
@@ -165,54 +190,100 @@ def _sigmoid_weight(weight: Optional[Tensor], N: int, C: int) -> Optional[Tensor
     return weight
 
 
+def _class_view(a: Tensor, dim: int) -> Tensor:
+    """Per-class factors (C,) shaped to broadcast along dim 1 of logits with ``dim`` dims
+    (0-d and 1-d logits have one class)."""
+    return a.reshape(()) if dim == 0 else a.view((-1,) + (1,) * max(dim - 2, 0))
+
+
+def _as_rows(pred: Tensor, t: Tensor, w: Optional[Tensor], a_pos: Tensor, a_neg: Tensor,
+             per_class: bool):
+    """What the fast paths read, (M, K) rows with alpha per column, from logits of any
+    shape: (x, t, w, a_pos, a_neg, back), ``back`` reshaping a "none" loss to pred's shape.
+    (N, C) stays as it is. Other shapes are flattened, except that per-class alphas on
+    (N, C, d1, ...) logits move the class dim last (a copy)."""
+    if pred.dim() == 2:
+        return pred, t, w, a_pos, a_neg, lambda out: out
+    shape = pred.shape
+    wf = None if w is None else w.expand(shape)
+    if pred.dim() > 2 and per_class:
+        C = shape[1]
+        rows = [v.movedim(1, -1).reshape(-1, C) for v in (pred, t)]
+        wr = None if wf is None else wf.movedim(1, -1).reshape(-1, C)
+        moved = (shape[0],) + tuple(shape[2:]) + (C,)
+        return (*rows, wr, a_pos, a_neg, lambda out: out.reshape(moved).movedim(-1, 1))
+    K = shape[-1] if pred.dim() > 1 else 1
+    x2, t2 = pred.reshape(-1, K), t.reshape(-1, K)
+    w2 = None if wf is None else wf.reshape(-1, K)
+    return (x2, t2, w2, a_pos[:1].expand(K), a_neg[:1].expand(K),
+            lambda out: out.reshape(shape))
+
+
 def sigmoid_focal_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
                        alpha: AlphaLike = 0.25, gamma: float = 2.0, alpha_mode: str = "paper",
                        reduction: str = "mean", avg_factor=None, impl: str = "auto") -> Tensor:
-    """Sigmoid focal loss, per element (anchor n, class c)::
+    """Sigmoid focal loss, per element (e.g. anchor n, class c)::
 
         p = sigmoid(x),  p_t = p if y = 1 else 1 - p  (soft y: p*y + (1-p)*(1-y))
         FL = -alpha_t (1 - p_t)^gamma log(p_t)
            = (a_pos[c] y + a_neg[c] (1 - y)) (1 - p_t)^gamma BCE(x, y)
 
     With the default alpha=0.25, ``alpha_mode="paper"``: alpha_t = alpha for y = 1 and
-    1 - alpha for y = 0, as torchvision, fvcore and mmdet. Every other alpha convention
-    (none, uniform, per class, class frequencies) is listed in ``resolve_alpha``.
+    1 - alpha for y = 0, as torchvision, fvcore and mmdet; alpha=-1 (or None) is no
+    weighting, as their alpha=-1. Every other alpha convention (uniform, per class, class
+    frequencies) is listed in ``resolve_alpha``.
+
+    Shapes: logits of any shape with a float target of the same shape (one-hot or soft, in
+    [0, 1]) compute what ``torchvision.ops.sigmoid_focal_loss`` and fvcore's
+    ``sigmoid_focal_loss`` compute, element for element (binary classifiers (N,),
+    dense heads (N, C, H, W), ...). Only (N, C) logits also take integer class indices
+    (N,) in [0, C], C meaning background (an all-negative row). The class dim, where
+    per-class alphas apply, is dim 1 (0-d and 1-d logits: one class). ``weight``
+    broadcasts to the logits' shape; for (N, C) logits also (N,) per sample and the
+    flattened (N*C,) of mmdet. ``reduction="none"`` returns the logits' shape, "mean"
+    averages over all its elements.
 
     Args:
-        pred: (N, C) logits.
-        target: float (N, C) in [0, 1] (one-hot or soft), or integer class indices (N,)
-            in [0, C] where C means background (an all-negative row).
-        weight: (N,) per sample, (N, 1), (N, C) or flattened (N*C,), or anything that
-            broadcasts to (N, C).
+        pred: logits, any shape (see above).
+        target: float tensor shaped like pred, or (N,) class indices for (N, C) pred.
+        weight: see above.
         gamma: focusing parameter >= 0 (0 gives alpha-weighted BCE).
-        reduction, avg_factor: as ``weight_reduce_loss``.
+        reduction, avg_factor: as ``weight_reduce_loss`` (default "mean", as mmdet;
+            torchvision's and fvcore's default is "none").
         impl: "auto" | "reference" | "fused" (fused kernels; "auto" picks what is available).
 
     fp16/bf16 inputs are computed in fp32 and give an fp32 loss.
     """
     check_floating("pred", pred)
-    if pred.dim() != 2:
-        raise ValueError(f"pred must be (N, C) logits, got shape {tuple(pred.shape)}")
     g = check_number("gamma", gamma, lo=0.0)
     check_choice("reduction", reduction, REDUCTIONS)
-    N, C = pred.shape
+    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and alpha == -1:
+        alpha = None     # torchvision's and fvcore's "no weighting"
+    C = pred.shape[1] if pred.dim() >= 2 else 1
     labels = _is_sigmoid_labels(pred, target)
-    backend = _dispatch("sigmoid_focal_loss", impl, pred, cpu=labels,
+    backend = _dispatch("sigmoid_focal_loss", impl, pred, cpu=True,
                         grad_args={"weight": weight, "target": target, "alpha": alpha})
+    if pred.numel() == 0 and pred.dim() != 2:
+        backend = "reference"
     if backend == "reference":
         x = pred.to(compute_dtype(pred))
         t = _as_sigmoid_target(x, target)
     else:
         t = _fast_sigmoid_target(pred, target, labels)
-    w = _sigmoid_weight(weight, N, C)
+    w = _sigmoid_weight(weight, pred.shape)
     a_pos, a_neg = resolve_alpha(alpha, C, kind="sigmoid", alpha_mode=alpha_mode,
                                  dtype=compute_dtype(pred), device=pred.device)
     if backend != "reference":
         from .. import kernels as K
-        out = K.sigmoid_focal(pred, t, w, a_pos, a_neg, g,
+        per_class = not (alpha is None or isinstance(alpha, (int, float)))
+        x2, t2, w2, ap2, an2, back = _as_rows(pred, t, w, a_pos, a_neg, per_class)
+        out = K.sigmoid_focal(x2, t2, w2, ap2, an2, g,
                               "none" if reduction == "none" else "sum", backend=backend)
-        return out if reduction == "none" else _reduce_sum(out, N * C, reduction, avg_factor)
-    loss = _sigmoid_focal_reference(x, t, a_pos, a_neg, g)
+        if reduction == "none":
+            return back(out)
+        return _reduce_sum(out, pred.numel(), reduction, avg_factor)
+    loss = _sigmoid_focal_reference(x, t, _class_view(a_pos, x.dim()),
+                                    _class_view(a_neg, x.dim()), g)
     return weight_reduce_loss(loss, w, reduction, avg_factor)
 
 

@@ -218,7 +218,7 @@ class GHMC(_GHM):
         self.ignore_index = ignore_index
 
     def _fast_forward(self, backend, pred, target, label_weight, avg_factor, reduction):
-        """A fast path (Triton, or the CPU fast path for sigmoid with integer labels)."""
+        """A fast path (Triton, or the CPU fast path for sigmoid)."""
         from .. import kernels as K
         N, C = pred.shape
         if self.use_sigmoid:
@@ -249,18 +249,24 @@ class GHMC(_GHM):
                 avg_factor=None, reduction_override: Optional[str] = None) -> Tensor:
         """pred (N, C) logits; target: sigmoid: integer (N,) in [0, C] (C = background) or
         float (N, C) in [0, 1]; softmax: integer (N,) in [0, C - 1] or ignore_index.
-        label_weight: (N,), or (N, C) for sigmoid; None = all valid."""
+        label_weight: (N,), or (N, C) for sigmoid; None = all valid.
+
+        Sigmoid GHM-C is elementwise, so it also takes logits of any other shape with a
+        float target of the same shape (as mmdet's GHMC and torchvision's focal loss do);
+        label_weight then broadcasts to that shape ((N,): per sample), and reduction
+        "none" returns it."""
         reduction = self._reduction(reduction_override)
         check_floating("pred", pred)
+        if self.use_sigmoid and pred.dim() != 2:
+            return self._any_shape(pred, target, label_weight, avg_factor, reduction)
         if pred.dim() != 2:
             raise ValueError(f"pred must be (N, C) logits, got shape {tuple(pred.shape)}")
         N, C = pred.shape
         if not isinstance(target, Tensor):
             raise ValueError(f"target must be a torch.Tensor, got {type(target).__name__}")
-        # fast paths: sigmoid on Triton (any target) or the CPU (integer labels); softmax
-        # on Triton only
-        cpu = self.use_sigmoid and _is_sigmoid_labels(pred, target)
-        backend = _dispatch("GHMC", self.impl, pred, cpu=cpu, grad_args={"target": target})
+        # fast paths: sigmoid on Triton or the CPU (any target form); softmax on Triton only
+        backend = _dispatch("GHMC", self.impl, pred, cpu=self.use_sigmoid,
+                            grad_args={"target": target})
         if backend != "reference":
             return self._fast_forward(backend, pred, target, label_weight, avg_factor,
                                       reduction)
@@ -269,6 +275,19 @@ class GHMC(_GHM):
         with torch.no_grad():
             w, tot, world = self._weights(g, valid, self._total(lw))
         return self._reduce(loss, w.to(loss.dtype), tot, world, reduction, avg_factor)
+
+    def _any_shape(self, pred, target, label_weight, avg_factor, reduction):
+        """Sigmoid logits other than (N, C): the (M, K) rows of a flat view (K the last dim)."""
+        if not isinstance(target, Tensor) or target.shape != pred.shape:
+            got = tuple(target.shape) if isinstance(target, Tensor) else type(target).__name__
+            raise ValueError(f"target must be shaped like pred {tuple(pred.shape)}, got {got}")
+        K = pred.shape[-1] if pred.dim() > 1 else 1
+        rows = (-1, K) if K > 0 else (0, 1)
+        lw = label_weight
+        if lw is not None:
+            lw = _label_weight(lw, pred.shape, pred).reshape(rows)
+        out = self.forward(pred.reshape(rows), target.reshape(rows), lw, avg_factor, reduction)
+        return out.reshape(pred.shape) if reduction == "none" else out
 
     def _elements(self, pred: Tensor, target: Tensor, label_weight: Optional[Tensor]):
         """The reference math per element: (loss, g, lw). loss: BCE (N, C) or softmax CE

@@ -49,20 +49,23 @@ def triton_usable(x: torch.Tensor) -> bool:
 
 
 def cpu_usable(x: torch.Tensor) -> bool:
-    """The chunked CPU path handles fp32/fp16/bf16 (N, C) CPU logits (with integer labels
-    (N,), which the caller checks)."""
-    return (x.device.type == "cpu" and x.dim() == 2
-            and x.dtype in (torch.float32, torch.float16, torch.bfloat16))
+    """The chunked CPU path handles fp32/fp16/bf16 CPU logits (the core hands it (N, C)
+    rows, with integer labels (N,) or float targets (N, C))."""
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float16, torch.bfloat16)
 
 
 def _f32(t):
     return None if t is None else t.detach().to(torch.float32).contiguous()
 
 
-def _labels_or_float(target, x):
-    if target.is_floating_point():
-        return target.detach().contiguous()
-    return target.detach().to(torch.int64).contiguous()
+def _labels_or_float(target, x, cpu=False):
+    """Integer labels as int64; float targets as they are (the Triton kernels read fp32,
+    fp16 and bf16 targets natively; the CPU path computes in fp32)."""
+    if not target.is_floating_point():
+        return target.detach().to(torch.int64).contiguous()
+    if cpu or target.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        target = target.to(torch.float32)
+    return target.detach().contiguous()
 
 
 def _row_or_elem(w, shape):
@@ -82,12 +85,12 @@ def sigmoid_focal(x, target, weight, a_pos, a_neg, gamma, reduction, backend="tr
     """Sigmoid focal loss (see the core for the formula); x (N, C); target int (N,) with
     C = background, or float (N, C); weight broadcastable to (N, C)."""
     w = _row_or_elem(weight, x.shape)
-    t = _labels_or_float(target, x)
+    t = _labels_or_float(target, x, cpu=backend == "cpu")
     ap, an = _f32(a_pos), _f32(a_neg)
     if backend == "cpu":
-        from .cpu import _SigmoidFocalCPU
-        return _SigmoidFocalCPU.apply(x.contiguous().to(torch.float32), t, w, ap, an,
-                                      float(gamma), reduction)
+        from .cpu import _SigmoidFocalCPU, _SigmoidFocalSoftCPU
+        fn = _SigmoidFocalSoftCPU if t.is_floating_point() else _SigmoidFocalCPU
+        return fn.apply(x.contiguous().to(torch.float32), t, w, ap, an, float(gamma), reduction)
     return _triton_ops()._SigmoidFocal.apply(x.contiguous(), t, w, ap, an, float(gamma),
                                              reduction)
 
@@ -109,7 +112,7 @@ def ghm_sigmoid(x, target, label_weight, edges, weigh, reduction, backend="trito
     elements (label_weight > 0). edges (bins + 1,) as the core's buffer."""
     bins = edges.numel() - 1
     lw = _row_or_elem(label_weight, x.shape)
-    t = _labels_or_float(target, x)
+    t = _labels_or_float(target, x, cpu=backend == "cpu")
     if backend == "cpu":
         from .cpu import _GHMCSigmoidCPU
         return _GHMCSigmoidCPU.apply(x.contiguous().to(torch.float32), t, lw, _edges(edges), bins,

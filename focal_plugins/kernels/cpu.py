@@ -3,8 +3,9 @@
 A plain composition of torch ops makes a full (N, C) temporary per op, and on a 2-core
 machine every extra pass over 16 MB shows. Here each chunk of ~256K elements goes through
 a fixed sequence of in-place/out= ops on reusable chunk buffers; the gradient is written
-once into its (N, C) output. Only integer class labels (N,) are handled (C = background);
-the dispatcher sends float targets to the reference.
+once into its (N, C) output. Integer class labels (N,) (C = background) and float
+targets (N, C) in [0, 1] (one-hot or soft) are handled; the core reshapes logits of any
+other shape to (N, C) first.
 
 Sigmoid focal with hard labels. Every element is first treated as a negative (t = 0):
     p = sigmoid(x), sp = softplus(x) = -log(1 - p)
@@ -12,7 +13,9 @@ Sigmoid focal with hard labels. Every element is first treated as a negative (t 
 then the one positive per row (column label) is replaced, with q = sigmoid(-x):
     loss = a_pos[c] q^g softplus(-x), dloss/dx = -a_pos[c] q^g (g (1 - q) softplus(-x) + q)
 
-GHM-C (sigmoid) with hard labels: pass 1 writes d = p - t into the gradient buffer and
+Sigmoid focal with float targets: ``_SigmoidFocalSoftCPU`` (its docstring has the math).
+
+GHM-C (sigmoid), labels or float targets: pass 1 writes d = p - t into the gradient buffer and
 the bin of g = |d| (floor(g * bins), corrected exactly against the float32 edges) as uint8,
 and counts the bins; the caller's ``weigh`` turns the counts into per-bin weights (EMA,
 distributed); pass 2 gathers w[bin] once and uses it for both the gradient d * w[bin] and
@@ -135,6 +138,87 @@ class _SigmoidFocalCPU(torch.autograd.Function):
         return grad, None, None, None, None, None, None
 
 
+def _alpha_form(a_pos, a_neg):
+    """(slope, offset) of alpha_t = offset + slope t: Python floats where alpha is the same
+    for every class, (C,) tensors otherwise; None where every factor is 1."""
+    if bool((a_pos == 1).all() and (a_neg == 1).all()):
+        return None
+    if bool((a_pos == a_pos[:1]).all() and (a_neg == a_neg[:1]).all()):
+        return float(a_pos[0]) - float(a_neg[0]), float(a_neg[0])
+    return a_pos - a_neg, a_neg
+
+
+class _SigmoidFocalSoftCPU(torch.autograd.Function):
+    """Float targets: x, t (N, C) fp32 contiguous, t in [0, 1]; weight None, (N,) or
+    (N, C); a_pos, a_neg (C,) fp32; reduction "none" or "sum". Per element, U = 1 - 2t:
+        ce = (1 - t) x - log_sigmoid(x)      (torch's BCE with logits, op for op)
+        m = 1 - p_t = t + p U,  loss = alpha_t m^g ce
+        dloss/dx = alpha_t (m^g (p - t) + g m^(g-1) U p (1 - p) ce)
+    ce is computed as torch computes it, so the loss never exceeds torch's BCE where
+    alpha_t m^g <= 1 (torchvision's tests check that element for element); log_sigmoid
+    is the one scalar-speed op here. Gradient in forward, scaled in backward."""
+
+    @staticmethod
+    def forward(ctx, x, t, weight, a_pos, a_neg, gamma, reduction):
+        N, C = x.shape
+        R = _rows_per_chunk(C)
+        grad = torch.empty_like(x)
+        loss = torch.empty_like(x) if reduction == "none" else None
+        total = torch.zeros((), dtype=torch.float64)
+        P = torch.empty(min(R, N), C)
+        S, U, M, D, V, A = (torch.empty_like(P) for _ in range(6))
+        wrow = weight.unsqueeze(1) if weight is not None and weight.dim() == 1 else weight
+        alpha = _alpha_form(a_pos, a_neg)
+        for r0, r1, n in _chunks(N, R):
+            xs, ts, gs = x[r0:r1], t[r0:r1], grad[r0:r1]
+            p, s, u, m, d, v, a = P[:n], S[:n], U[:n], M[:n], D[:n], V[:n], A[:n]
+            torch.sigmoid(xs, out=p)
+            torch._C._nn.log_sigmoid(xs, out=v)
+            torch.mul(ts, -1.0, out=s).add_(1.0).mul_(xs).sub_(v)        # ce
+            torch.mul(ts, -2.0, out=u).add_(1.0)                          # 1 - 2t
+            torch.addcmul(ts, p, u, out=m)                                # 1 - p_t
+            torch.sub(p, ts, out=d)
+            torch.addcmul(p, p, p, value=-1.0, out=v).mul_(u).mul_(s)     # p (1 - p) U ce
+            at = None if alpha is None else torch.mul(ts, alpha[0], out=a).add_(alpha[1])
+            if gamma == 2.0:
+                torch.mul(m, d, out=gs).add_(v, alpha=2.0).mul_(m)
+                lf = torch.mul(m, m, out=d)
+            elif gamma == 0.0:
+                gs.copy_(d)
+                lf = None
+            elif gamma == 1.0:
+                torch.mul(m, d, out=gs).add_(v)
+                lf = m
+            else:
+                mg = torch.pow(m, gamma, out=u)
+                # g m^(g-1) as g m^g / m, 0 where m = 0
+                torch.div(mg, m, out=gs).nan_to_num_(0.0).mul_(v).mul_(gamma)
+                gs.addcmul_(mg, d)
+                lf = mg
+            if at is not None:
+                gs.mul_(at)
+                lf = at if lf is None else lf.mul_(at)
+            if wrow is not None:
+                gs.mul_(wrow[r0:r1])
+            out = loss[r0:r1] if reduction == "none" else v
+            if lf is None:
+                out.copy_(s)
+            else:
+                torch.mul(lf, s, out=out)
+            if wrow is not None:
+                out.mul_(wrow[r0:r1])
+            if reduction != "none":
+                total += out.sum(dtype=torch.float64)
+        ctx.save_for_backward(grad)
+        return loss if reduction == "none" else total.to(torch.float32)
+
+    @staticmethod
+    def backward(ctx, go):
+        grad, = ctx.saved_tensors
+        grad.mul_(go)
+        return grad, None, None, None, None, None, None
+
+
 def _uniform_edges(edges, bins):
     """True when ``edges`` are the GHM-C edges fl(k / bins) (k < bins, as
     ``torch.arange(bins + 1).float() / bins``) with a last edge above 1, computed by the same
@@ -196,8 +280,8 @@ def _hard_positive(buf, lab, C, fix):
 
 
 class _GHMCSigmoidCPU(torch.autograd.Function):
-    """x (N, C) fp32 contiguous; labels (N,) int64 in [0, C]; label_weight None, (N,) or
-    (N, C) (> 0 marks valid); edges (bins + 1,) fp32; weigh(counts) -> per-bin
+    """x (N, C) fp32 contiguous; labels (N,) int64 in [0, C], or float targets (N, C) fp32
+    in [0, 1]; label_weight None, (N,) or (N, C) (> 0 marks valid); edges (bins + 1,) fp32; weigh(counts) -> per-bin
     weights; reduction "none" or "sum" (of w * BCE).
 
     Forward, two passes over row chunks: (1) p = sigmoid(x), d = p - t (kept in the
@@ -210,6 +294,7 @@ class _GHMCSigmoidCPU(torch.autograd.Function):
     def forward(ctx, x, labels, label_weight, edges, bins, weigh, reduction):
         N, C = x.shape
         R = _rows_per_chunk(C)
+        soft = labels.is_floating_point()
         need_grad = ctx.needs_input_grad[0]
         # under torch.compile no data-dependent branches: the general bucketize, every mask
         eager = not torch.compiler.is_compiling()
@@ -230,7 +315,10 @@ class _GHMCSigmoidCPU(torch.autograd.Function):
         for r0, r1, n in _chunks(N, R):
             d = grad[r0:r1] if need_grad else B[:n]
             torch.sigmoid(x[r0:r1], out=d)
-            _hard_positive(d, labels[r0:r1], C, lambda v, lc: v - 1.0)    # d = p - t
+            if soft:
+                d.sub_(labels[r0:r1])
+            else:
+                _hard_positive(d, labels[r0:r1], C, lambda v, lc: v - 1.0)    # d = p - t
             g = torch.abs(d, out=U[:n])
             if uniform:
                 b = _bin_index(g, bins, T[:n], U[:n], V[:n])
@@ -260,7 +348,10 @@ class _GHMCSigmoidCPU(torch.autograd.Function):
                 grad[r0:r1].mul_(w)
             xs = x[r0:r1]
             bce = _softplus(xs, U[:n], V[:n])
-            _hard_positive(bce, labels[r0:r1], C, lambda v, lc: v - xs.gather(1, lc))
+            if soft:
+                bce.addcmul_(xs, labels[r0:r1], value=-1.0)
+            else:
+                _hard_positive(bce, labels[r0:r1], C, lambda v, lc: v - xs.gather(1, lc))
             if reduction == "none":
                 torch.mul(bce, w, out=loss[r0:r1])
             else:

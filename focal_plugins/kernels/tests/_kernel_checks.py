@@ -262,6 +262,81 @@ def check_public(gen):
         close(f"public GHMR call{call} state", mf.acc_sum, mr.acc_sum)
 
 
+def check_float_targets(gen):
+    """Float targets as torchvision / fvcore users pass them: soft in (0, 1) and one-hot,
+    fp32, fp16 and bf16 (the kernels read them natively), with fp32 and fp16 logits; and
+    logits of any shape through the public losses (impl="fused" vs "reference")."""
+    import focal_plugins as fp
+    N, C = 150, 9
+    edges = torch.arange(31).float() / 30
+    edges[-1] += 1e-6
+    edges = edges.to(DEVICE)
+    for tdt in (torch.float32, torch.float16, torch.bfloat16):
+        for xdt in (torch.float32, torch.float16):
+            x = (torch.randn(N, C, generator=gen) * 3).to(DEVICE).to(xdt).requires_grad_()
+            t = (torch.rand(N, C, generator=gen) * 0.98 + 0.01).to(DEVICE).to(tdt)
+            t[::4] = (torch.rand(C, generator=gen) < 0.3).to(DEVICE).to(tdt)   # one-hot rows
+            xr = x.detach().float().requires_grad_()
+            tr = t.float()
+            ap = torch.rand(C, generator=gen).to(DEVICE)
+            an = torch.rand(C, generator=gen).to(DEVICE)
+            tag = f"float targets {tdt} logits {xdt}"
+            for red in ("none", "sum"):
+                ref = _sigmoid_focal_reference(xr, tr, ap, an, 2.0)
+                ref = ref.sum() if red == "sum" else ref
+                out = KK.sigmoid_focal(x, t, None, ap, an, 2.0, red)
+                close(f"{tag} sigmoid_focal {red} loss", out, ref)
+                go = torch.rand(ref.shape, generator=gen).to(DEVICE) + 0.5
+                g, gr = ref_grad(out, x, go), ref_grad(ref, xr, go)
+                _close_grad(f"{tag} sigmoid_focal {red} grad", g, gr, xdt)
+                tot = torch.tensor(float(N * C), device=DEVICE)
+                g0 = (xr.detach().sigmoid() - tr).abs()
+                bce = F.binary_cross_entropy_with_logits(xr, tr, reduction="none")
+                ref = _ref_ghm(bce, g0, torch.ones_like(g0), edges, tot)
+                ref = ref.sum() if red == "sum" else ref
+                out = KK.ghm_sigmoid(x, t, None, edges, _weigh(tot), red)
+                close(f"{tag} ghmc {red} loss", out, ref)
+                _close_grad(f"{tag} ghmc {red} grad", ref_grad(out, x, go), ref_grad(ref, xr, go),
+                            xdt)
+    for shape in ((70,), (3, 5, 4, 6)):
+        for red in ("mean", "sum", "none"):
+            for alpha in (0.25, [0.1, 0.3, 0.5, 0.7, 0.9]):
+                if not isinstance(alpha, float) and len(shape) < 3:
+                    continue
+                x = (torch.randn(shape, generator=gen) * 3).to(DEVICE).requires_grad_()
+                t = torch.rand(shape, generator=gen).to(DEVICE)
+                w = torch.rand(shape[-1], generator=gen).to(DEVICE)
+                kw = dict(alpha=alpha, gamma=1.5, reduction=red)
+                a = fp.sigmoid_focal_loss(x, t, w, impl="fused", **kw)
+                b = fp.sigmoid_focal_loss(x, t, w, impl="reference", **kw)
+                go = torch.rand(b.shape, generator=gen).to(DEVICE) + 0.5
+                tag = f"public sigmoid {shape} {red} alpha={alpha}"
+                close(tag, a, b)
+                close(tag + " grad", ref_grad(a, x, go), ref_grad(b, x, go))
+        mf = fp.GHMC(bins=30, momentum=0.75, impl="fused").to(DEVICE)
+        mr = fp.GHMC(bins=30, momentum=0.75, impl="reference").to(DEVICE)
+        for call in range(2):
+            x = (torch.randn(shape, generator=gen) * 3).to(DEVICE).requires_grad_()
+            t = torch.rand(shape, generator=gen).to(DEVICE)
+            a, b = mf(x, t), mr(x, t)
+            tag = f"public GHMC {shape} call{call}"
+            close(tag, a, b)
+            close(tag + " grad", ref_grad(a, x, None), ref_grad(b, x, None))
+            close(tag + " state", mf.acc_sum, mr.acc_sum)
+
+
+def _close_grad(name, g, gr, dt):
+    """fp32 logits: as ``close``; fp16: the gradient rounded once to fp16."""
+    if dt == torch.float32:
+        close(name, g, gr)
+        return
+    global N_CHECKS
+    assert g.dtype == dt, name
+    eps = torch.finfo(dt).eps
+    assert ((g.float() - gr).abs() <= eps * gr.abs() + 1e-6).all(), name
+    N_CHECKS += 1
+
+
 class _Budget:
     """While active: every aten op outside the kernel launches is inspected. Ops that make
     a CUDA caller wait for the device (``.item()``, ``bool()``, nonzero and boolean
@@ -344,6 +419,7 @@ def check_budget(gen):
     lab = torch.randint(0, C + 1, (N,), generator=gen).to(DEVICE)
     slab = torch.randint(0, C + 1, (N,), generator=gen).to(DEVICE)
     lw = (torch.rand(N, generator=gen) > 0.1).float().to(DEVICE)
+    onehot = (lab[:, None] == torch.arange(C, device=DEVICE)).float()
     box_t = torch.randn(N, 4, generator=gen).to(DEVICE)
     box_w = torch.ones(N, 4).to(DEVICE)
     ghmc = fp.GHMC(bins=30, momentum=0.75, impl="fused").to(DEVICE)
@@ -352,6 +428,8 @@ def check_budget(gen):
     cases = {
         "sigmoid_focal_loss": (C, lambda x: fp.sigmoid_focal_loss(
             x, lab, alpha=0.25, gamma=2.0, reduction="mean", avg_factor=100.0, impl="fused")),
+        "sigmoid_focal_loss one-hot float": (C, lambda x: fp.sigmoid_focal_loss(
+            x, onehot, alpha=0.25, gamma=2.0, reduction="mean", impl="fused")),
         "softmax_focal_loss": (C + 1, lambda x: fp.softmax_focal_loss(
             x, slab, alpha=0.25, background_index=C, gamma=2.0, impl="fused")),
         "GHMC sigmoid": (C, lambda x: ghmc(x, lab, lw)),
@@ -377,10 +455,10 @@ def check_budget(gen):
 def main():
     assert KK.triton_usable(torch.empty(1, device=DEVICE)), "triton not usable here"
     gen = torch.Generator().manual_seed(0)
-    extra = sys.argv[2:] or ["sigmoid", "lowp", "softmax", "ghm", "public", "budget"]
+    extra = sys.argv[2:] or ["sigmoid", "lowp", "softmax", "ghm", "public", "float", "budget"]
     checks = {"sigmoid": check_sigmoid_focal, "lowp": check_sigmoid_focal_lowp,
               "softmax": check_softmax_focal, "ghm": check_ghm, "public": check_public,
-              "budget": check_budget}
+              "float": check_float_targets, "budget": check_budget}
     for name in extra:
         checks[name](gen)
         print(f"{name}: ok", flush=True)

@@ -227,3 +227,73 @@ def test_large_chunks_sum_near_equal_terms_accurately(monkeypatch):
         torch.testing.assert_close(mf(x, lab, lw), mr(x, lab, lw), rtol=2e-6, atol=0)
     torch.testing.assert_close(fp.sigmoid_focal_loss(x, lab),
                                fp.sigmoid_focal_loss(x, lab, impl="reference"), rtol=2e-6, atol=0)
+
+
+# ---- float targets (one-hot or soft), the form torchvision and fvcore take
+
+@pytest.mark.parametrize("gamma", [2.0, 0.0, 1.0, 1.5, 0.5])
+@pytest.mark.parametrize("wkind", [None, "row", "elem"])
+@pytest.mark.parametrize("tkind", ["soft", "onehot"])
+@pytest.mark.parametrize("reduction", ["none", "sum"])
+def test_sigmoid_focal_cpu_float_targets_match_reference(gamma, wkind, tkind, reduction):
+    gen = torch.Generator().manual_seed(hash((gamma, wkind, tkind, reduction)) % 1000)
+    N, C = 301, 13
+    x = (torch.randn(N, C, generator=gen) * 4).requires_grad_()
+    if tkind == "soft":
+        t = torch.rand(N, C, generator=gen) * 0.98 + 0.01          # inside (0, 1)
+    else:
+        t = (torch.randint(0, C + 1, (N,), generator=gen)[:, None] == torch.arange(C)).float()
+    ap, an = torch.rand(C, generator=gen), torch.rand(C, generator=gen)
+    w = {None: None, "row": torch.rand(N, generator=gen),
+         "elem": torch.rand(N, C, generator=gen)}[wkind]
+    ref = _sigmoid_focal_reference(x.double(), t.double(), ap.double(), an.double(), gamma)
+    if w is not None:
+        ref = ref * (w[:, None] if w.dim() == 1 else w).double()
+    if reduction == "sum":
+        ref = ref.sum()
+    out = KK.sigmoid_focal(x, t, w, ap, an, gamma, reduction, backend="cpu")
+    assert out.dtype == torch.float32
+    close(out, ref)
+    go = torch.rand(ref.shape, generator=gen) + 0.5
+    close(torch.autograd.grad(out, x, go)[0], torch.autograd.grad(ref, x, go.double())[0])
+
+
+def test_sigmoid_focal_cpu_float_targets_extreme_logits_and_uniform_alpha():
+    x = torch.tensor([[-120.0, -30.0, 0.0, 30.0, 120.0]] * 3).requires_grad_()
+    t = torch.tensor([[0.0] * 5, [1.0] * 5, [0.3] * 5])
+    for a in (torch.full((5,), 0.25), torch.ones(5)):
+        out = KK.sigmoid_focal(x, t, None, a, 1 - a if a[0] < 1 else a, 2.0, "none", backend="cpu")
+        ref = _sigmoid_focal_reference(x.double(), t.double(), a.double(),
+                                       (1 - a if a[0] < 1 else a).double(), 2.0)
+        close(out, ref)
+        g = torch.autograd.grad(out.sum(), x)[0]
+        assert torch.isfinite(g).all()
+        close(g, torch.autograd.grad(ref.sum(), x)[0])
+
+
+@pytest.mark.parametrize("lwkind", [None, "row", "elem"])
+@pytest.mark.parametrize("reduction", ["none", "sum"])
+def test_ghmc_cpu_float_targets_match_reference(lwkind, reduction):
+    gen = torch.Generator().manual_seed(9)
+    N, C, bins, m = 257, 11, 30, 0.75
+    edges = torch.arange(bins + 1).float() / bins
+    edges[-1] += 1e-6
+    acc_ref, acc = torch.zeros(bins), torch.zeros(bins)
+    for call in range(3):
+        x = (torch.randn(N, C, generator=gen) * 3).requires_grad_()
+        t = torch.rand(N, C, generator=gen) if call != 1 else (torch.rand(N, C, generator=gen) < 0.2).float()
+        lw = {None: None, "row": (torch.rand(N, generator=gen) > 0.3).float(),
+              "elem": (torch.rand(N, C, generator=gen) > 0.3).float()}[lwkind]
+        valid = torch.ones(N, C) if lw is None else ((lw[:, None] if lw.dim() == 1 else lw) > 0).float().expand(N, C)
+        tot = valid.sum().clamp_min(1)
+        g = (x.detach().sigmoid() - t).abs()
+        idx = torch.bucketize(g, edges[1:-1], right=True)
+        counts = torch.zeros(bins).scatter_add_(0, idx.flatten(), valid.flatten())
+        w = torch.where(valid > 0, _weigh(tot, acc_ref, m)(counts)[idx], torch.zeros(()))
+        ref = F.binary_cross_entropy_with_logits(x, t, reduction="none") * w
+        ref = ref.sum() if reduction == "sum" else ref
+        out = KK.ghm_sigmoid(x, t, lw, edges, _weigh(tot, acc, m), reduction, backend="cpu")
+        close(out, ref)
+        close(acc, acc_ref)
+        go = torch.rand(ref.shape, generator=gen) + 0.5
+        close(torch.autograd.grad(out, x, go)[0], torch.autograd.grad(ref, x, go)[0])
