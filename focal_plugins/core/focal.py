@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import (REDUCTIONS, check_choice, check_floating, check_number, check_values,
-                      compute_dtype, first_bad)
+from ._checks import (REDUCTIONS, check_avg_factor, check_choice, check_floating, check_int,
+                      check_number, check_values, check_weight, compute_dtype, first_bad)
 from .alpha import AlphaLike, resolve_alpha
 from .reduce import weight_reduce_loss
 
@@ -62,12 +62,14 @@ def _dispatch(name: str, impl: str, pred: Tensor, *, cpu: bool = False,
       TRITON_INTERPRET=1 (the interpreter, for tests), else the CPU fast path;
       RuntimeError where none applies.
 
+    An empty ``pred`` (no rows or no classes) always takes the reference.
+
     The fast paths differentiate ``pred`` only. ``grad_args`` (name -> value) are the other
     arguments the reference differentiates (weight, float target, alpha tensor): when one
     of them requires grad, "auto" takes the reference and "fused" raises ValueError.
     """
     check_choice("impl", impl, IMPLS)
-    if impl == "reference":
+    if impl == "reference" or pred.numel() == 0:   # nothing to fuse in an empty input
         return "reference"
     arg = _needs_grad(grad_args or {})
     if arg is not None:
@@ -149,8 +151,7 @@ def _sigmoid_weight(weight: Optional[Tensor], N: int, C: int) -> Optional[Tensor
     """(N,) per-sample -> (N, 1); (N*C,) flattened -> (N, C); else must broadcast to (N, C)."""
     if weight is None:
         return None
-    if not isinstance(weight, Tensor):
-        raise ValueError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
+    check_weight("weight", weight)
     if weight.dim() == 1 and weight.shape[0] == N:
         return weight.view(N, 1)
     if weight.dim() == 1 and weight.shape[0] == N * C:
@@ -195,6 +196,7 @@ def sigmoid_focal_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = 
         raise ValueError(f"pred must be (N, C) logits, got shape {tuple(pred.shape)}")
     g = check_number("gamma", gamma, lo=0.0)
     check_choice("reduction", reduction, REDUCTIONS)
+    avg_factor = check_avg_factor(avg_factor)
     N, C = pred.shape
     labels = _is_sigmoid_labels(pred, target)
     backend = _dispatch("sigmoid_focal_loss", impl, pred, cpu=labels,
@@ -245,6 +247,9 @@ def softmax_focal_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = 
         raise ValueError(f"pred must be (N, C) or (N, C, d1, ...) logits, got shape {tuple(pred.shape)}")
     g = check_number("gamma", gamma, lo=0.0)
     check_choice("reduction", reduction, REDUCTIONS)
+    avg_factor = check_avg_factor(avg_factor)
+    ignore_index = check_int("ignore_index", ignore_index)
+    background_index = check_int("background_index", background_index, allow_none=True)
     if not isinstance(target, Tensor) or target.is_floating_point() or target.dtype == torch.bool:
         raise ValueError(f"target must be an integer tensor of class indices, got "
                          f"{getattr(target, 'dtype', type(target).__name__)}")
@@ -254,9 +259,11 @@ def softmax_focal_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = 
         raise ValueError(f"target shape {tuple(target.shape)} does not match pred "
                          f"{tuple(pred.shape)} (expected {want})")
     _check_softmax_labels(target, C, ignore_index)
-    if weight is not None and (not isinstance(weight, Tensor) or tuple(weight.shape) != want):
-        raise ValueError(f"weight must be per sample, shaped like target {want}, got "
-                         f"{tuple(getattr(weight, 'shape', ())) or weight!r}")
+    if weight is not None:
+        check_weight("weight", weight)
+        if tuple(weight.shape) != want:
+            raise ValueError(f"weight must be per sample, shaped like target {want}, got "
+                             f"shape {tuple(weight.shape)}")
     backend = _dispatch("softmax_focal_loss", impl, pred,
                         grad_args={"weight": weight, "alpha": alpha})
     a = resolve_alpha(alpha, C, kind="softmax", alpha_mode=alpha_mode,

@@ -7,7 +7,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import REDUCTIONS, check_choice, check_floating, check_number, compute_dtype
+from ._checks import (REDUCTIONS, check_avg_factor, check_bool, check_choice, check_floating,
+                      check_int, check_number, check_weight, compute_dtype)
 from .focal import (IMPLS, _as_sigmoid_target, _check_softmax_labels, _dispatch,
                     _fast_sigmoid_target, _is_sigmoid_labels, _softmax_focal_reference)
 from .reduce import weight_reduce_loss
@@ -30,6 +31,7 @@ def asl1_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
     check_floating("target", target)
     m = check_number("mu", mu, lo=0.0, lo_open=True)
     check_choice("reduction", reduction, REDUCTIONS)
+    avg_factor = check_avg_factor(avg_factor)
     if target.shape != pred.shape:
         raise ValueError(f"target shape {tuple(target.shape)} does not match pred {tuple(pred.shape)}")
     dt = compute_dtype(pred)
@@ -40,14 +42,7 @@ def asl1_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
 
 
 def _check_broadcast(name: str, w, shape) -> None:
-    if not isinstance(w, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(w).__name__}")
-    try:
-        ok = torch.broadcast_shapes(w.shape, shape) == torch.Size(shape)
-    except RuntimeError:
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} of shape {tuple(w.shape)} does not broadcast to {tuple(shape)}")
+    check_weight(name, w, shape)
 
 
 class _GHM(nn.Module):
@@ -76,14 +71,13 @@ class _GHM(nn.Module):
     def __init__(self, bins, momentum, loss_weight, reduction, distributed, ema, impl,
                  last_edge):
         super().__init__()
-        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
-            raise ValueError(f"bins must be an int >= 1, got {bins!r}")
-        self.bins = bins
+        self.bins = bins = check_int("bins", bins, lo=1)
         self.momentum = check_number("momentum", momentum, lo=0.0, hi=1.0, hi_open=True)
         self.loss_weight = check_number("loss_weight", loss_weight)
         check_choice("reduction", reduction, REDUCTIONS)
         self.reduction = reduction
-        check_choice("distributed", distributed, ("auto", True, False))
+        if not isinstance(distributed, bool):
+            check_choice("distributed", distributed, ("auto", True, False))
         self.distributed = distributed
         check_choice("ema", ema, ("nonempty", "all"))
         self.ema = ema
@@ -169,8 +163,7 @@ def _label_weight(label_weight, shape, like: Tensor) -> Tensor:
     """label_weight of shape ``shape``, (N,) per row (broadcast along columns) or None (all 1)."""
     if label_weight is None:
         return like.new_ones(shape)
-    if not isinstance(label_weight, Tensor):
-        raise ValueError(f"label_weight must be a torch.Tensor, got {type(label_weight).__name__}")
+    check_weight("label_weight", label_weight)
     lw = label_weight
     if len(shape) >= 2 and lw.dim() == 1 and lw.shape[0] == shape[0]:
         lw = lw.view(-1, *([1] * (len(shape) - 1)))
@@ -214,8 +207,8 @@ class GHMC(_GHM):
                  ignore_index: int = -100, impl: str = "auto"):
         super().__init__(bins, momentum, loss_weight, reduction, distributed, ema, impl,
                          last_edge=lambda e: e + 1e-6)
-        self.use_sigmoid = bool(use_sigmoid)
-        self.ignore_index = ignore_index
+        self.use_sigmoid = check_bool("use_sigmoid", use_sigmoid)
+        self.ignore_index = check_int("ignore_index", ignore_index)
 
     def _fast_forward(self, backend, pred, target, label_weight, avg_factor, reduction):
         """A fast path (Triton, or the CPU fast path for sigmoid with integer labels)."""
@@ -226,7 +219,7 @@ class GHMC(_GHM):
             lw = None
             if label_weight is not None:
                 lw = _label_weight(label_weight, (N, C), pred)   # validates the shape
-                if label_weight.dim() == 1 or tuple(label_weight.shape) == (N, 1):
+                if tuple(label_weight.shape) in ((N,), (N, 1)):
                     lw = label_weight.reshape(N)
             tot = _valid_count(lw, (N, C), pred)
             return self._fused(lambda weigh, red: K.ghm_sigmoid(
@@ -251,6 +244,7 @@ class GHMC(_GHM):
         float (N, C) in [0, 1]; softmax: integer (N,) in [0, C - 1] or ignore_index.
         label_weight: (N,), or (N, C) for sigmoid; None = all valid."""
         reduction = self._reduction(reduction_override)
+        avg_factor = check_avg_factor(avg_factor)
         check_floating("pred", pred)
         if pred.dim() != 2:
             raise ValueError(f"pred must be (N, C) logits, got shape {tuple(pred.shape)}")
@@ -317,6 +311,7 @@ class GHMR(_GHM):
                 avg_factor=None, reduction_override: Optional[str] = None) -> Tensor:
         """pred, target (N, 4) or any equal shapes; label_weight like them, (N,) or None."""
         reduction = self._reduction(reduction_override)
+        avg_factor = check_avg_factor(avg_factor)
         check_floating("pred", pred)
         check_floating("target", target)
         if target.shape != pred.shape:
