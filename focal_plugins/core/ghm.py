@@ -87,7 +87,16 @@ class _GHM(nn.Module):
         edges[-1] = last_edge(edges[-1])
         self.register_buffer("edges", edges)
         if self.momentum > 0:
-            self.register_buffer("acc_sum", torch.zeros(bins))
+            # float64: the EMA of counts stays exact far beyond 2^24 per bin
+            self.register_buffer("acc_sum", torch.zeros(bins, dtype=torch.float64))
+
+    def _apply(self, fn, *args, **kwargs):
+        # model.half() / .to(dtype) must not round the EMA state: keep acc_sum in float64
+        super()._apply(fn, *args, **kwargs)
+        acc = self._buffers.get("acc_sum")
+        if acc is not None and acc.dtype != torch.float64:
+            self._buffers["acc_sum"] = acc.to(torch.float64)
+        return self
 
     def _reduction(self, reduction_override):
         check_choice("reduction_override", reduction_override, (None,) + REDUCTIONS)
@@ -100,39 +109,45 @@ class _GHM(nn.Module):
 
     def _weights(self, g: Tensor, valid: Tensor, tot: Tensor):
         """Per-element GHM weights (no grad) and the global tot; ``valid`` is a 0/1 float."""
-        idx, counts = self._bin_counts(g, valid)
+        idx, counts, binned = self._bin_counts(g, valid)
         per_bin, tot, world = self._per_bin(counts, tot)
-        w = torch.where(valid > 0, per_bin[idx], per_bin.new_zeros(()))
-        return w, tot, world
+        w = torch.where(binned, per_bin[idx], per_bin.new_zeros(()))
+        return w.to(g.dtype), tot, world
 
     def _bin_counts(self, g: Tensor, valid: Tensor):
-        """The bin of every element and the number of valid elements per bin: (idx shaped
-        like g, counts (bins,)). The one binning routine of the reference path."""
+        """The bin of every element, the number of binned elements per bin, exact (int64),
+        and which elements were binned: (idx shaped like g, counts (bins,), binned). The
+        one binning routine of the reference path; the fast paths count the same way."""
         idx = torch.bucketize(g, self.edges[1:-1].to(g.dtype), right=True)
-        counts = torch.zeros(self.bins, dtype=torch.float32, device=g.device)
-        counts.scatter_add_(0, idx.flatten(), valid.flatten().float())
-        return idx, counts
+        binned = valid > 0
+        counts = torch.zeros(self.bins, dtype=torch.int64, device=g.device)
+        counts.scatter_add_(0, idx.flatten(), binned.flatten().long())
+        return idx, counts, binned
 
     def _per_bin(self, counts: Tensor, tot: Tensor):
-        """Bin counts of this call -> per-bin weight (all-reduce, EMA update), tot, world."""
+        """Bin counts of this call (int64, exact) -> per-bin weight (all-reduce, EMA
+        update), tot, world. Counts, tot and the EMA are combined in float64, exact for
+        counts up to 2^53; the weights come back in float64, tot in float32."""
         world = self._world()
+        counts = counts.to(torch.float64)
+        tot = tot.to(torch.float64)
         if world > 1:
-            stats = torch.cat([counts.float(), tot.float().reshape(1)])
+            stats = torch.cat([counts, tot.reshape(1)])
             dist.all_reduce(stats)
             counts, tot = stats[:-1], stats[-1]
-        tot = tot.float().clamp_min(1.0)
+        tot = tot.clamp_min(1.0)
         nonempty = counts > 0
         if self.momentum > 0:
             m = self.momentum
             acc = self.acc_sum
-            new = m * acc + (1 - m) * counts
-            acc.copy_(torch.where(nonempty, new, acc) if self.ema == "nonempty" else new)
-            density = acc
+            new = m * acc.double() + (1 - m) * counts
+            acc.copy_(torch.where(nonempty, new, acc.double()) if self.ema == "nonempty" else new)
+            density = acc.double()
         else:
             density = counts
         n = nonempty.sum().clamp_min(1)
         per_bin = tot / density / n  # inf/nan only in empty bins, which no valid element uses
-        return per_bin, tot, world
+        return per_bin, tot.float(), world
 
     def _fused(self, run, tot: Tensor, reduction, avg_factor):
         """A fast path: ``run(weigh)`` returns the GHM-weighted loss sum (or elementwise

@@ -340,7 +340,8 @@ def _ghm_elem_apply_kernel(x_ptr, lab_ptr, t_ptr, lw_ptr, e_ptr, wb_ptr, go_ptr,
 
 
 def ghm_elem_hist(x, target, label_weight, edges, bins, kind, mu=0.0):
-    """Pass 1. Returns (counts[bins] fp32, per-bin loss sums[bins] fp32), both on x's device."""
+    """Pass 1. Returns (counts[bins] int64, exact: int32 per program, summed in int64;
+    per-bin loss sums[bins] fp32), both on x's device."""
     n = x.numel()
     C = x.shape[-1] if x.dim() >= 2 else 1
     labels = target.dtype in (torch.int64, torch.int32)
@@ -354,7 +355,7 @@ def ghm_elem_hist(x, target, label_weight, edges, bins, kind, mu=0.0):
         dummy if label_weight is None else label_weight, edges, cnt, sums, n, C, float(mu), int(bins),
         KIND=kind, LABELS=labels, LWMODE=_wmode(label_weight), NB=nb, HBLOCK=HBLOCK,
         HITERS=HITERS)
-    return cnt.sum(0)[:bins].to(torch.float32), sums.sum(0)[:bins]
+    return cnt.sum(0)[:bins], sums.sum(0)[:bins]
 
 
 def ghm_elem_apply(x, target, label_weight, edges, wb, bins, kind, mode, mu=0.0, go=None):
@@ -431,7 +432,7 @@ def ghm_rows_hist(x, labels, label_weight, edges, bins, ignore_index):
         x, labels, sums if label_weight is None else label_weight, edges, cnt, sums, N, C,
         int(ignore_index), int(bins), HAS_LW=label_weight is not None, NB=nb, BLOCK_R=br,
         BLOCK_C=bc, RITERS=RITERS, num_warps=warps)
-    return cnt.sum(0)[:bins].to(torch.float32), sums.sum(0)[:bins]
+    return cnt.sum(0)[:bins], sums.sum(0)[:bins]
 
 
 def ghm_rows_apply(x, labels, label_weight, edges, wb, bins, ignore_index, mode, go=None):

@@ -203,7 +203,8 @@ class _GHMCSigmoidCPU(torch.autograd.Function):
     Forward, two passes over row chunks: (1) p = sigmoid(x), d = p - t (kept in the
     gradient buffer), g = |d|, bin index (uint8 where bins < 255), bin counts; then the
     per-bin weights w (the caller's EMA / distributed logic); (2) w[bin] by one gather,
-    grad = d * w[bin], loss = w[bin] * BCE (BCE = softplus(x) - x t). Backward only scales
+    grad = d * w[bin], loss = w[bin] * BCE (BCE = softplus(x) - x t). Counts are int64
+    (exact at any size). Backward only scales
     the saved gradient by grad_output (in place: a second backward fails loudly)."""
 
     @staticmethod
@@ -245,7 +246,7 @@ class _GHMCSigmoidCPU(torch.autograd.Function):
             if inv is not None:
                 idx.masked_fill_(inv[r0:r1], bins)
             counts += torch.bincount(idx.view(-1), minlength=bins + 1)
-        counts = counts[:bins].float()
+        counts = counts[:bins]                      # int64, exact
         with torch.no_grad():
             wb = weigh(counts).to(torch.float32)
             wb = torch.where(counts > 0, wb, torch.zeros(()))

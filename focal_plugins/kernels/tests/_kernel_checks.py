@@ -210,6 +210,30 @@ def check_ghm(gen):
         close(f"ghmr {red} grad", ref_grad(out, x, go), ref_grad(ref, x, go))
 
 
+def check_counts(gen):
+    """The histogram passes count in int64, equal to the reference's integer counts."""
+    import focal_plugins as fp
+    N, C, bins = 700, 9, 10
+    x = (torch.randn(N, C, generator=gen) * 3).to(DEVICE)
+    lab = torch.randint(0, C + 1, (N,), generator=gen).to(DEVICE)
+    lw = (torch.rand(N, generator=gen) > 0.3).float().to(DEVICE)
+    m = fp.GHMC(bins=bins, impl="reference").to(DEVICE)
+    tf = (lab[:, None] == torch.arange(C, device=DEVICE)).float()
+    g = (x.sigmoid() - tf).abs()
+    _, want, _ = m._bin_counts(g, (lw[:, None] > 0).float().expand(N, C))
+    got, _ = _triton.ghm_elem_hist(x, lab, lw, m.edges, bins, 0)
+    assert got.dtype == torch.int64 and torch.equal(got, want), (got, want)
+    xs = x[:, :4].contiguous()
+    ls = lab.clamp(max=3)
+    ms = fp.GHMC(bins=bins, use_sigmoid=False, impl="reference").to(DEVICE)
+    loss, gs, lws = ms._elements(xs, ls, lw)
+    _, want, _ = ms._bin_counts(gs, (lws > 0).float())
+    got, _ = _triton.ghm_rows_hist(xs, ls, lw, ms.edges, bins, -100)
+    assert got.dtype == torch.int64 and torch.equal(got, want), (got, want)
+    global N_CHECKS
+    N_CHECKS += 2
+
+
 def check_public(gen):
     """impl="fused" vs impl="reference" through the public functions and modules."""
     import focal_plugins as fp
@@ -377,10 +401,10 @@ def check_budget(gen):
 def main():
     assert KK.triton_usable(torch.empty(1, device=DEVICE)), "triton not usable here"
     gen = torch.Generator().manual_seed(0)
-    extra = sys.argv[2:] or ["sigmoid", "lowp", "softmax", "ghm", "public", "budget"]
+    extra = sys.argv[2:] or ["sigmoid", "lowp", "softmax", "ghm", "counts", "public", "budget"]
     checks = {"sigmoid": check_sigmoid_focal, "lowp": check_sigmoid_focal_lowp,
-              "softmax": check_softmax_focal, "ghm": check_ghm, "public": check_public,
-              "budget": check_budget}
+              "softmax": check_softmax_focal, "ghm": check_ghm, "counts": check_counts,
+              "public": check_public, "budget": check_budget}
     for name in extra:
         checks[name](gen)
         print(f"{name}: ok", flush=True)
