@@ -18,11 +18,26 @@ IMPLS = ("auto", "reference", "fused")
 def _sigmoid_focal_reference(pred: Tensor, target: Tensor, a_pos: Tensor, a_neg: Tensor,
                              gamma: float) -> Tensor:
     """Elementwise loss; pred, target (N, C) in the compute dtype, a_pos/a_neg (C,)."""
-    p = pred.sigmoid()
-    ce = F.binary_cross_entropy_with_logits(pred, target, reduction="none")
-    p_t = p * target + (1 - p) * (1 - target)
+    m = pred.sigmoid() * (1 - target) + (-pred).sigmoid() * target   # 1 - p_t, no cancellation
     alpha_t = a_pos * target + a_neg * (1 - target)
-    return alpha_t * (1 - p_t) ** gamma * ce
+    return alpha_t * _focal_factor(m, gamma) * _bce(pred, target)
+
+
+def _bce(x: Tensor, t: Tensor) -> Tensor:
+    """BCE with logits, elementwise, with its limits at infinite logits: 0 (not NaN) where
+    x = +inf, t = 1 or x = -inf, t = 0; inf where the limit is inf."""
+    ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    exact = (t == 1) & (x == float("inf")) | (t == 0) & (x == float("-inf"))
+    return torch.where(exact, 0.0, ce)
+
+
+def _focal_factor(m: Tensor, gamma: float) -> Tensor:
+    """m^gamma for m = 1 - p_t in [0, 1], with the gradient at m = 0 taken as its limit 0
+    (for 0 < gamma < 1 autograd's g m^(g-1) is inf there, and inf * 0 gives NaN); 0^0 = 1."""
+    if gamma == 0:
+        return torch.ones_like(m)
+    pos = m > 0
+    return torch.where(pos, torch.where(pos, m, 1.0) ** gamma, 0.0)
 
 
 def _softmax_focal_reference(pred: Tensor, target: Tensor, a: Tensor, gamma: float,
@@ -31,8 +46,8 @@ def _softmax_focal_reference(pred: Tensor, target: Tensor, a: Tensor, gamma: flo
     valid = target != ignore_index
     t = torch.where(valid, target, 0).unsqueeze(1)
     logp_t = pred.log_softmax(dim=1).gather(1, t).squeeze(1)
-    p_t = logp_t.exp()
-    loss = -a[t.squeeze(1)] * (1 - p_t) ** gamma * logp_t
+    m = -torch.expm1(logp_t)       # 1 - p_t without cancellation
+    loss = -a[t.squeeze(1)] * _focal_factor(m, gamma) * logp_t
     return torch.where(valid, loss, loss.new_zeros(()))
 
 

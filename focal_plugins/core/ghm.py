@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ._checks import (REDUCTIONS, check_avg_factor, check_bool, check_choice, check_floating,
                       check_int, check_number, check_weight, compute_dtype)
-from .focal import (IMPLS, _as_sigmoid_target, _check_softmax_labels, _dispatch,
+from .focal import (IMPLS, _as_sigmoid_target, _bce, _check_softmax_labels, _dispatch,
                     _fast_sigmoid_target, _is_sigmoid_labels, _softmax_focal_reference)
 from .reduce import weight_reduce_loss
 
@@ -289,7 +289,7 @@ class GHMC(_GHM):
             t = _as_sigmoid_target(x, target)
             lw = _label_weight(label_weight, (N, C), x)
             g = (x.detach().sigmoid() - t).abs()
-            loss = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+            loss = _bce(x, t)
         else:
             self._check_softmax_target(target, N, C)
             ig = self.ignore_index

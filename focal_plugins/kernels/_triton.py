@@ -93,6 +93,13 @@ def _log1p_small(e):
 
 
 @triton.jit
+def _bce_limit(ce, x, t):
+    # BCE's limit 0 where x = +inf, t = 1 or x = -inf, t = 0 (inf - inf, inf * 0 give NaN)
+    exact = ((x == float("inf")) & (t == 1.0)) | ((x == float("-inf")) & (t == 0.0))
+    return tl.where(exact, 0.0, ce)
+
+
+@triton.jit
 def _sigmoid_parts(x):
     # p = sigmoid(x), q = sigmoid(-x) = 1 - p (both without cancellation), softplus(-|x|) term
     e = tl.exp(-tl.abs(x))
@@ -129,15 +136,14 @@ def _sigmoid_focal_kernel(x_ptr, lab_ptr, t_ptr, w_ptr, ap_ptr, an_ptr, go_ptr, 
     p, q, l1p = _sigmoid_parts(x)
     m = p * (1.0 - t) + q * t              # 1 - p_t
     mg, dg = _powg(m, gamma, GI)
+    ce = _bce_limit(tl.maximum(x, 0.0) - x * t + l1p, x, t)
     if MODE < 2:
-        ce = tl.maximum(x, 0.0) - x * t + l1p
         loss = tl.where(msk, at * ce * mg, 0.0)
         if MODE == 0:
             tl.store(out_ptr + offs, loss, mask=msk)
         else:
             tl.store(out_ptr + pid, tl.sum(loss, axis=0))
     else:
-        ce = tl.maximum(x, 0.0) - x * t + l1p
         g = at * ((p - t) * mg + ce * dg * (1.0 - 2.0 * t) * p * q)
         g = _times_grad_out(g, go_ptr, offs, msk, MODE)
         tl.store(out_ptr + offs, g.to(out_ptr.dtype.element_ty), mask=msk)
@@ -269,7 +275,7 @@ def _ghm_elem(x_ptr, lab_ptr, t_ptr, offs, msk, C, mu, KIND: tl.constexpr, LABEL
         t = tl.load(t_ptr + offs, mask=msk, other=0.0).to(tl.float32)
     if KIND == 0:
         p, q, l1p = _sigmoid_parts(x)
-        loss = tl.maximum(x, 0.0) - x * t + l1p
+        loss = _bce_limit(tl.maximum(x, 0.0) - x * t + l1p, x, t)
         d = p - t
         g = tl.abs(d)
     else:

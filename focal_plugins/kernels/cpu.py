@@ -111,17 +111,17 @@ class _SigmoidFocalCPU(torch.autograd.Function):
                     lp = lp * wrow[r0:r1]
                 ls.scatter_(1, lc, torch.where(pos, lp, ls.gather(1, lc).squeeze(1)).unsqueeze(1))
             else:
-                neg_at_pos = q.gather(1, lc).squeeze(1) * a_neg[lc.squeeze(1)]
                 if wel is not None:
                     q.mul_(wel[r0:r1])
-                    neg_at_pos = neg_at_pos * wp
                     lp = lp * wp
+                # the positive's column holds the negative term: 0 there, lp added instead
+                # (not subtracted afterwards: inf - inf at an infinite logit)
+                q.scatter_(1, lc, torch.where(pos, 0.0, q.gather(1, lc).squeeze(1)).unsqueeze(1))
                 rowsum = torch.mv(q, a_neg)
                 if wrow is not None:
                     rowsum = rowsum * wrow[r0:r1]
-                    neg_at_pos = neg_at_pos * wrow[r0:r1]
                     lp = lp * wrow[r0:r1]
-                fix = torch.where(pos, lp - neg_at_pos, torch.zeros(()))
+                fix = torch.where(pos, lp, torch.zeros(()))
                 total += rowsum.sum(dtype=torch.float64) + fix.sum(dtype=torch.float64)
         ctx.reduction = reduction
         ctx.save_for_backward(grad)
@@ -195,6 +195,15 @@ def _hard_positive(buf, lab, C, fix):
     return lc
 
 
+def _minus_x(xs):
+    """BCE of a positive from the negative's softplus(x): softplus(x) - x, and 0 (its limit,
+    not inf - inf) at x = +inf."""
+    def fix(v, lc):
+        xp = xs.gather(1, lc)
+        return torch.where(xp == float("inf"), 0.0, v - xp)
+    return fix
+
+
 class _GHMCSigmoidCPU(torch.autograd.Function):
     """x (N, C) fp32 contiguous; labels (N,) int64 in [0, C]; label_weight None, (N,) or
     (N, C) (> 0 marks valid); edges (bins + 1,) fp32; weigh(counts) -> per-bin
@@ -261,7 +270,7 @@ class _GHMCSigmoidCPU(torch.autograd.Function):
                 grad[r0:r1].mul_(w)
             xs = x[r0:r1]
             bce = _softplus(xs, U[:n], V[:n])
-            _hard_positive(bce, labels[r0:r1], C, lambda v, lc: v - xs.gather(1, lc))
+            _hard_positive(bce, labels[r0:r1], C, _minus_x(xs))
             if reduction == "none":
                 torch.mul(bce, w, out=loss[r0:r1])
             else:

@@ -234,6 +234,60 @@ def check_counts(gen):
     N_CHECKS += 2
 
 
+def check_robust(gen):
+    """Extreme and infinite logits, 0 < gamma < 1: the fused path equals the reference and
+    stays finite where the limits are finite (x = +inf with t = 1, x = -inf with t = 0; a
+    -inf logit on a softmax class that is not the target)."""
+    import focal_plugins as fp
+    inf = float("inf")
+    ext = torch.tensor([-1e4, -200.0, -88.0, -30.0, -17.0, 0.0, 17.0, 30.0, 88.0, 200.0, 1e4])
+    N, C = 64, ext.numel()
+    x = ext[torch.stack([torch.randperm(C, generator=gen) for _ in range(N)])].to(DEVICE)
+    lab = torch.randint(0, C + 1, (N,), generator=gen).to(DEVICE)
+    onehot = (lab[:, None] == torch.arange(C, device=DEVICE)).float()
+    slab = lab.clamp(max=C - 1)
+    # infinite logits where the limit is finite, on the label's own column and elsewhere
+    xi = x.clone()
+    rows = torch.arange(N, device=DEVICE)
+    has = lab < C
+    xi[rows[has], lab[has]] = inf
+    xi[::3, 0] = torch.where(lab[::3] == 0, inf, -inf)
+    for gamma in (0.25, 0.5, 0.9, 2.0):
+        calls = {
+            "sigmoid labels": lambda x, impl: fp.sigmoid_focal_loss(x, lab, gamma=gamma,
+                                                                     reduction="sum", impl=impl),
+            "sigmoid float": lambda x, impl: fp.sigmoid_focal_loss(x, onehot, gamma=gamma,
+                                                                    reduction="sum", impl=impl),
+            "softmax": lambda x, impl: fp.softmax_focal_loss(x, slab, gamma=gamma,
+                                                              reduction="sum", impl=impl),
+            "ghmc": lambda x, impl: fp.GHMC(impl=impl).to(DEVICE)(x, lab),
+            "ghmc float": lambda x, impl: fp.GHMC(impl=impl).to(DEVICE)(x, onehot),
+        }
+        for name, call in calls.items():
+            for tag, xx in (("extreme", x), ("inf", xi)):
+                if tag == "inf" and name == "softmax":
+                    continue               # +inf softmax logits: NaN, as F.cross_entropy
+                a = xx.clone().requires_grad_()
+                b = xx.clone().requires_grad_()
+                fa, fb = call(a, "fused"), call(b, "reference")
+                fa.backward()
+                fb.backward()
+                close(f"robust {name} {tag} g={gamma} loss", fa, fb)
+                close(f"robust {name} {tag} g={gamma} grad", a.grad, b.grad)
+    # softmax: -inf on classes that are not the target (masked classes)
+    xm = x.clone()
+    xm[:, 1:4] = -inf
+    sl = torch.where((slab >= 1) & (slab < 4), 0, slab)
+    for gamma in (0.5, 2.0):
+        a, b = xm.clone().requires_grad_(), xm.clone().requires_grad_()
+        fa = fp.softmax_focal_loss(a, sl, gamma=gamma, impl="fused")
+        fb = fp.softmax_focal_loss(b, sl, gamma=gamma, impl="reference")
+        fa.backward()
+        fb.backward()
+        close(f"robust softmax masked g={gamma} loss", fa, fb)
+        close(f"robust softmax masked g={gamma} grad", a.grad, b.grad)
+
+
 def check_public(gen):
     """impl="fused" vs impl="reference" through the public functions and modules."""
     import focal_plugins as fp
@@ -401,10 +455,11 @@ def check_budget(gen):
 def main():
     assert KK.triton_usable(torch.empty(1, device=DEVICE)), "triton not usable here"
     gen = torch.Generator().manual_seed(0)
-    extra = sys.argv[2:] or ["sigmoid", "lowp", "softmax", "ghm", "counts", "public", "budget"]
+    extra = sys.argv[2:] or ["sigmoid", "lowp", "softmax", "ghm", "counts", "robust", "public",
+                             "budget"]
     checks = {"sigmoid": check_sigmoid_focal, "lowp": check_sigmoid_focal_lowp,
               "softmax": check_softmax_focal, "ghm": check_ghm, "counts": check_counts,
-              "public": check_public, "budget": check_budget}
+              "robust": check_robust, "public": check_public, "budget": check_budget}
     for name in extra:
         checks[name](gen)
         print(f"{name}: ok", flush=True)
