@@ -116,10 +116,13 @@ class _GHM(nn.Module):
 
     def _bin_counts(self, g: Tensor, valid: Tensor):
         """The bin of every element, the number of binned elements per bin, exact (int64),
-        and which elements were binned: (idx shaped like g, counts (bins,), binned). The
-        one binning routine of the reference path; the fast paths count the same way."""
+        and which elements were binned: (idx shaped like g, counts (bins,), binned).
+        An element is binned when it is valid and its g is not NaN: a NaN logit lands in
+        no bin, so it changes no other element's weight, and its own loss (NaN * weight 0)
+        stays NaN. The one binning routine of the reference path; the fast paths count
+        the same way."""
         idx = torch.bucketize(g, self.edges[1:-1].to(g.dtype), right=True)
-        binned = valid > 0
+        binned = (valid > 0) & ~torch.isnan(g)
         counts = torch.zeros(self.bins, dtype=torch.int64, device=g.device)
         counts.scatter_add_(0, idx.flatten(), binned.flatten().long())
         return idx, counts, binned

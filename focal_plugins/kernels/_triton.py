@@ -315,10 +315,13 @@ def _ghm_elem_hist_kernel(x_ptr, lab_ptr, t_ptr, lw_ptr, e_ptr, cnt_ptr, sum_ptr
             valid = valid & (tl.load(lw_ptr + offs // C, mask=msk, other=0.0) > 0)
         elif LWMODE == 2:
             valid = valid & (tl.load(lw_ptr + offs, mask=msk, other=0.0) > 0)
+        nan = msk & (g != g)           # a NaN logit: in no bin, but its NaN reaches the sum
+        valid = valid & (g == g)
         b = tl.where(valid, _bin_of(g, e_ptr, bins), NB)     # NB: counted nowhere
         hit = b[:, None] == bidx[None, :]
         cnt += tl.sum(hit.to(tl.int32), axis=0)
         acc += tl.sum(tl.where(hit, loss[:, None], 0.0), axis=0)
+        acc += tl.where(bidx == 0, tl.sum(tl.where(nan, loss, 0.0), axis=0), 0.0)
     tl.store(cnt_ptr + pid * NB + bidx, cnt)
     tl.store(sum_ptr + pid * NB + bidx, acc)
 
@@ -336,6 +339,7 @@ def _ghm_elem_apply_kernel(x_ptr, lab_ptr, t_ptr, lw_ptr, e_ptr, wb_ptr, go_ptr,
         valid = valid & (tl.load(lw_ptr + offs // C, mask=msk, other=0.0) > 0)
     elif LWMODE == 2:
         valid = valid & (tl.load(lw_ptr + offs, mask=msk, other=0.0) > 0)
+    valid = valid & (g == g)
     w = tl.load(wb_ptr + _bin_of(g, e_ptr, bins), mask=valid, other=0.0)
     if MODE == 0:
         tl.store(out_ptr + offs, loss * w, mask=msk)
@@ -347,7 +351,9 @@ def _ghm_elem_apply_kernel(x_ptr, lab_ptr, t_ptr, lw_ptr, e_ptr, wb_ptr, go_ptr,
 
 def ghm_elem_hist(x, target, label_weight, edges, bins, kind, mu=0.0):
     """Pass 1. Returns (counts[bins] int64, exact: int32 per program, summed in int64;
-    per-bin loss sums[bins] fp32), both on x's device."""
+    per-bin loss sums[bins] fp32), both on x's device. A NaN g (NaN logit) is counted in no
+    bin and gets weight 0 in pass 2 (its loss and gradient stay NaN); its NaN loss is added
+    to bin 0's sum, so a reduced loss is NaN as on the other paths."""
     n = x.numel()
     C = x.shape[-1] if x.dim() >= 2 else 1
     labels = target.dtype in (torch.int64, torch.int32)
@@ -394,13 +400,16 @@ def _ghm_rows_hist_kernel(x_ptr, lab_ptr, lw_ptr, e_ptr, cnt_ptr, sum_ptr, N, C,
         rows = (pid * RITERS + i) * BLOCK_R + tl.arange(0, BLOCK_R)
         offs, m2, valid, labc, onehot, lp, m, pj = _softmax_rows(
             x_ptr, lab_ptr, rows, cols, N, C, ignore_index)
+        g = 1.0 - tl.exp(lp)
+        nan = valid & (g != g)      # a NaN row (not ignored): in no bin, NaN reaches the sum
         if HAS_LW:
             valid = valid & (tl.load(lw_ptr + rows, mask=valid, other=0.0) > 0)
-        g = 1.0 - tl.exp(lp)
+        valid = valid & (g == g)
         b = tl.where(valid, _bin_of(g, e_ptr, bins), NB)
         hit = b[:, None] == bidx[None, :]
         cnt += tl.sum(hit.to(tl.int32), axis=0)
         acc += tl.sum(tl.where(hit, -lp[:, None], 0.0), axis=0)
+        acc += tl.where(bidx == 0, tl.sum(tl.where(nan, -lp, 0.0), axis=0), 0.0)
     tl.store(cnt_ptr + pid * NB + bidx, cnt)
     tl.store(sum_ptr + pid * NB + bidx, acc)
 
@@ -414,12 +423,14 @@ def _ghm_rows_apply_kernel(x_ptr, lab_ptr, lw_ptr, e_ptr, wb_ptr, go_ptr, out_pt
     cols = tl.arange(0, BLOCK_C)
     offs, m2, valid, labc, onehot, lp, m, pj = _softmax_rows(
         x_ptr, lab_ptr, rows, cols, N, C, ignore_index)
+    kept = valid                    # not ignore_index: a NaN here stays NaN in the output
     if HAS_LW:
         valid = valid & (tl.load(lw_ptr + rows, mask=valid, other=0.0) > 0)
     g = 1.0 - tl.exp(lp)
+    valid = valid & (g == g)
     w = tl.load(wb_ptr + _bin_of(g, e_ptr, bins), mask=valid, other=0.0)
     if MODE == 0:
-        tl.store(out_ptr + rows, -lp * w, mask=rows < N)
+        tl.store(out_ptr + rows, tl.where(kept, -lp * w, 0.0), mask=rows < N)
     else:
         w = _times_grad_out(w, go_ptr, rows, valid, MODE)
         g = w[:, None] * (pj - tl.where(onehot, 1.0, 0.0))

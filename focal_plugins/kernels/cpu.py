@@ -213,7 +213,8 @@ class _GHMCSigmoidCPU(torch.autograd.Function):
     gradient buffer), g = |d|, bin index (uint8 where bins < 255), bin counts; then the
     per-bin weights w (the caller's EMA / distributed logic); (2) w[bin] by one gather,
     grad = d * w[bin], loss = w[bin] * BCE (BCE = softplus(x) - x t). Counts are int64
-    (exact at any size). Backward only scales
+    (exact at any size); a NaN logit is counted in no bin and gets weight 0, so its loss and
+    gradient stay NaN and no other element's weight changes. Backward only scales
     the saved gradient by grad_output (in place: a second backward fails loudly)."""
 
     @staticmethod
@@ -231,6 +232,7 @@ class _GHMCSigmoidCPU(torch.autograd.Function):
         B = torch.empty(min(R, N), C)
         T, U, V = torch.empty_like(B), torch.empty_like(B), torch.empty_like(B)
         I32 = torch.empty(B.shape, dtype=torch.int32)
+        NAN = torch.empty(B.shape, dtype=torch.bool)
         inv = None
         if label_weight is not None:
             inv = label_weight <= 0
@@ -254,6 +256,8 @@ class _GHMCSigmoidCPU(torch.autograd.Function):
                 idx.copy_(b)
             if inv is not None:
                 idx.masked_fill_(inv[r0:r1], bins)
+            # a NaN logit is binned nowhere (as the reference): index bins, weight 0
+            idx.masked_fill_(torch.ne(x[r0:r1], x[r0:r1], out=NAN[:n]), bins)
             counts += torch.bincount(idx.view(-1), minlength=bins + 1)
         counts = counts[:bins]                      # int64, exact
         with torch.no_grad():

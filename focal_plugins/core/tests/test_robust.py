@@ -6,7 +6,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from focal_plugins import GHMC, sigmoid_focal_loss, softmax_focal_loss
+from focal_plugins import GHMC, GHMR, sigmoid_focal_loss, softmax_focal_loss
 
 INF = float("inf")
 EXTREME = [-1e4, -200.0, -88.0, -30.0, -17.0, 0.0, 17.0, 30.0, 88.0, 200.0, 1e4]
@@ -90,3 +90,66 @@ def test_softmax_minus_inf_logits_mask_classes(impl):
     torch.testing.assert_close(out, ref)
     assert torch.isfinite(g).all()
     torch.testing.assert_close(g, gref)
+
+
+# ---- NaN logits in GHM: NaN in, NaN out for that element; counted in no bin
+
+def _nan_batch(seed=0, N=60, C=7):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(N, C, generator=gen) * 3
+    nan = torch.rand(N, C, generator=gen) < 0.05
+    nan[0, 0] = True
+    x[nan] = float("nan")
+    lab = torch.randint(0, C + 1, (N,), generator=gen)
+    lw = (torch.rand(N, generator=gen) > 0.2).float()
+    return x, nan, lab, lw
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.75])
+def test_ghmc_nan_logits_same_weights_on_every_path(momentum):
+    x, nan, lab, lw = _nan_batch()
+    t = (lab[:, None] == torch.arange(x.shape[1])).float()
+    outs, grads = [], []
+    for impl, target in (("reference", t), ("reference", lab), ("auto", lab)):
+        m = GHMC(bins=10, momentum=momentum, impl=impl)
+        for step in range(2):
+            out, g = _grad(lambda x: m(x, target, lw, reduction_override="none").sum(), x)
+            assert torch.isnan(out)
+        none = m(x, target, lw, reduction_override="none")
+        outs.append(none)
+        grads.append(g)
+        assert torch.isnan(none[nan]).all() and torch.isfinite(none[~nan]).all()
+        assert torch.isnan(g[nan]).all() and torch.isfinite(g[~nan]).all()
+        assert torch.isnan(m(x, target, lw))       # NaN in, NaN out for a reduced loss too
+    for o, g in zip(outs[1:], grads[1:]):
+        torch.testing.assert_close(o, outs[0], equal_nan=True)
+        torch.testing.assert_close(g, grads[0], equal_nan=True)
+
+
+def test_ghm_nan_counted_in_no_bin_and_ema_ignores_it():
+    x, nan, lab, lw = _nan_batch(1)
+    a = GHMC(bins=10, momentum=0.75)
+    b = GHMC(bins=10, momentum=0.75)
+    a(x, lab, lw)
+    g = (x.sigmoid() - (lab[:, None] == torch.arange(x.shape[1])).float()).abs()
+    valid = (lw[:, None] > 0).float().expand_as(x)
+    _, counts, binned = b._bin_counts(g, valid)
+    assert counts.sum().item() == int(((valid > 0) & ~nan).sum())
+    assert not binned[nan].any()
+    torch.testing.assert_close(a.acc_sum, 0.25 * counts.double())
+
+
+def test_softmax_ghmc_and_ghmr_nan():
+    x, nan, lab, lw = _nan_batch(2)
+    rows = nan.any(1)
+    slab = lab.clamp(max=x.shape[1] - 1)
+    out = GHMC(use_sigmoid=False)(x, slab, lw, reduction_override="none")
+    assert torch.isnan(out[rows]).all() and torch.isfinite(out[~rows]).all()
+    y = torch.zeros_like(x)
+    r = GHMR(mu=0.5)(x, y, reduction_override="none")
+    assert torch.isnan(r[nan]).all() and torch.isfinite(r[~nan]).all()
+    clean = torch.where(nan, 0.0, x)
+    lwr = (~nan).float()
+    # the other elements' weights: as if the NaN elements were in no bin (tot unchanged)
+    want = GHMR(mu=0.5)(clean, y, lwr, reduction_override="none")
+    torch.testing.assert_close(r[~nan] * lwr.sum() / nan.numel(), want[~nan])

@@ -288,6 +288,50 @@ def check_robust(gen):
         close(f"robust softmax masked g={gamma} grad", a.grad, b.grad)
 
 
+def check_nan(gen):
+    """NaN logits in GHM: the fused path gives NaN exactly where the reference does (that
+    element's loss and gradient, any reduced loss) and the same values everywhere else."""
+    import focal_plugins as fp
+    N, C = 150, 9
+    x = (torch.randn(N, C, generator=gen) * 3)
+    nan = torch.rand(N, C, generator=gen) < 0.05
+    x[nan] = float("nan")
+    x = x.to(DEVICE)
+    lab = torch.randint(0, C + 1, (N,), generator=gen).to(DEVICE)
+    lw = (torch.rand(N, generator=gen) > 0.2).float().to(DEVICE)
+    onehot = (lab[:, None] == torch.arange(C, device=DEVICE)).float()
+    y = torch.zeros(N, C, device=DEVICE)
+    calls = {
+        "ghmc labels": lambda m, x, red: m(x, lab, lw, reduction_override=red),
+        "ghmc float": lambda m, x, red: m(x, onehot, lw, reduction_override=red),
+        "ghmc softmax": lambda m, x, red: m(x, lab.clamp(max=C - 1), lw, reduction_override=red),
+        "ghmr": lambda m, x, red: m(x, y, reduction_override=red),
+    }
+    mods = {"ghmc labels": lambda i: fp.GHMC(momentum=0.75, impl=i),
+            "ghmc float": lambda i: fp.GHMC(momentum=0.75, impl=i),
+            "ghmc softmax": lambda i: fp.GHMC(use_sigmoid=False, momentum=0.75, impl=i),
+            "ghmr": lambda i: fp.GHMR(mu=0.5, momentum=0.75, impl=i)}
+    global N_CHECKS
+    for name, call in calls.items():
+        mf, mr = mods[name]("fused").to(DEVICE), mods[name]("reference").to(DEVICE)
+        for red in ("none", "mean", "sum"):
+            a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+            fa, fb = call(mf, a, red), call(mr, b, red)
+            fa.sum().backward()
+            fb.sum().backward()
+            for what, u, v in (("loss", fa, fb), ("grad", a.grad, b.grad), ("state", mf.acc_sum,
+                                                                              mr.acc_sum)):
+                u, v = u.detach().double().cpu(), v.detach().double().cpu()
+                assert torch.equal(torch.isnan(u), torch.isnan(v)), f"{name} {red} {what} NaN"
+                ok = ~torch.isnan(v)
+                if what == "state":
+                    assert ok.all(), f"{name}: NaN in the EMA state"
+                if ok.any():
+                    close(f"nan {name} {red} {what}", u[ok], v[ok])
+            assert torch.isnan(fb).any(), name
+            N_CHECKS += 1
+
+
 def check_public(gen):
     """impl="fused" vs impl="reference" through the public functions and modules."""
     import focal_plugins as fp
@@ -455,11 +499,12 @@ def check_budget(gen):
 def main():
     assert KK.triton_usable(torch.empty(1, device=DEVICE)), "triton not usable here"
     gen = torch.Generator().manual_seed(0)
-    extra = sys.argv[2:] or ["sigmoid", "lowp", "softmax", "ghm", "counts", "robust", "public",
-                             "budget"]
+    extra = sys.argv[2:] or ["sigmoid", "lowp", "softmax", "ghm", "counts", "robust", "nan",
+                             "public", "budget"]
     checks = {"sigmoid": check_sigmoid_focal, "lowp": check_sigmoid_focal_lowp,
               "softmax": check_softmax_focal, "ghm": check_ghm, "counts": check_counts,
-              "robust": check_robust, "public": check_public, "budget": check_budget}
+              "robust": check_robust, "nan": check_nan, "public": check_public,
+              "budget": check_budget}
     for name in extra:
         checks[name](gen)
         print(f"{name}: ok", flush=True)
