@@ -26,6 +26,24 @@ import torch.nn.functional as F
 
 CHUNK = 1 << 18     # elements per chunk: 1 MiB fp32 buffers (fastest of 2^15..2^22 measured)
 
+TWICE = ("the CPU fast path computes its gradient in forward and scales it in place in "
+         "backward, so it backpropagates once per forward: a second backward through the "
+         "same graph (retain_graph=True) is not supported; use impl='reference' for that")
+DOUBLE = ("the fast paths compute first-order gradients only: double backward "
+          "(create_graph=True) is not supported; use impl='reference' for that")
+
+
+def _scale_once(ctx, go):
+    """The saved gradient scaled by grad_output, in place (no second (N, C) buffer); a
+    clear error on a second backward or a double backward instead of torch's version check."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(DOUBLE)
+    if getattr(ctx, "done", False):
+        raise RuntimeError(TWICE)
+    ctx.done = True
+    grad, = ctx.saved_tensors
+    return grad.mul_(go)
+
 
 def _rows_per_chunk(C):
     """Rows per chunk: ~CHUNK elements, a multiple of 16 rows where that fits, so every
@@ -129,10 +147,7 @@ class _SigmoidFocalCPU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, go):
-        grad, = ctx.saved_tensors
-        # In place: a second backward through this graph fails loudly (version check).
-        grad.mul_(go)
-        return grad, None, None, None, None, None, None
+        return _scale_once(ctx, go), None, None, None, None, None, None
 
 
 def _uniform_edges(edges, bins):
@@ -215,7 +230,7 @@ class _GHMCSigmoidCPU(torch.autograd.Function):
     grad = d * w[bin], loss = w[bin] * BCE (BCE = softplus(x) - x t). Counts are int64
     (exact at any size); a NaN logit is counted in no bin and gets weight 0, so its loss and
     gradient stay NaN and no other element's weight changes. Backward only scales
-    the saved gradient by grad_output (in place: a second backward fails loudly)."""
+    the saved gradient by grad_output (in place: a second backward is a clear error)."""
 
     @staticmethod
     def forward(ctx, x, labels, label_weight, edges, bins, weigh, reduction):
@@ -288,6 +303,4 @@ class _GHMCSigmoidCPU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, go):
-        grad, = ctx.saved_tensors
-        grad.mul_(go)
-        return grad, None, None, None, None, None, None
+        return _scale_once(ctx, go), None, None, None, None, None, None

@@ -332,6 +332,36 @@ def check_nan(gen):
             N_CHECKS += 1
 
 
+def check_autograd(gen):
+    """The Triton path backpropagates twice through one graph (retain_graph=True) with the
+    same gradient each time; double backward is a clear error naming impl='reference'."""
+    import focal_plugins as fp
+    N, C = 100, 7
+    x = (torch.randn(N, C, generator=gen) * 3).to(DEVICE).requires_grad_()
+    lab = torch.randint(0, C + 1, (N,), generator=gen).to(DEVICE)
+    y = torch.zeros(N, C, device=DEVICE)
+    calls = [lambda: fp.sigmoid_focal_loss(x, lab, impl="fused"),
+             lambda: fp.softmax_focal_loss(x, lab.clamp(max=C - 1), impl="fused"),
+             lambda: fp.GHMC(impl="fused")(x, lab),
+             lambda: fp.GHMC(use_sigmoid=False, impl="fused")(x, lab.clamp(max=C - 1)),
+             lambda: fp.GHMR(impl="fused")(x, y)]
+    global N_CHECKS
+    for i, call in enumerate(calls):
+        x.grad = None
+        out = call()
+        out.backward(retain_graph=True)
+        first = x.grad.clone()
+        out.backward()
+        close(f"autograd twice {i}", x.grad, 2 * first)
+        try:
+            torch.autograd.grad(call(), x, create_graph=True)
+        except RuntimeError as e:
+            assert "double backward" in str(e) and "impl='reference'" in str(e), e
+        else:
+            raise AssertionError(f"double backward through fused call {i} did not raise")
+        N_CHECKS += 1
+
+
 def check_public(gen):
     """impl="fused" vs impl="reference" through the public functions and modules."""
     import focal_plugins as fp
@@ -500,10 +530,10 @@ def main():
     assert KK.triton_usable(torch.empty(1, device=DEVICE)), "triton not usable here"
     gen = torch.Generator().manual_seed(0)
     extra = sys.argv[2:] or ["sigmoid", "lowp", "softmax", "ghm", "counts", "robust", "nan",
-                             "public", "budget"]
+                             "autograd", "public", "budget"]
     checks = {"sigmoid": check_sigmoid_focal, "lowp": check_sigmoid_focal_lowp,
               "softmax": check_softmax_focal, "ghm": check_ghm, "counts": check_counts,
-              "robust": check_robust, "nan": check_nan, "public": check_public,
+              "robust": check_robust, "nan": check_nan, "autograd": check_autograd, "public": check_public,
               "budget": check_budget}
     for name in extra:
         checks[name](gen)

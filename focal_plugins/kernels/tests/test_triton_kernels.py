@@ -36,7 +36,7 @@ def _run(device, *checks):
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_TRITON, reason="triton not installed")
 @pytest.mark.parametrize("checks", [("sigmoid", "lowp"), ("softmax",), ("ghm", "counts"),
-                                    ("robust", "nan"), ("public",), ("budget",)])
+                                    ("robust", "nan", "autograd"), ("public",), ("budget",)])
 def test_kernels_match_reference_interpreter(checks):
     _run("cpu", *checks)
 
