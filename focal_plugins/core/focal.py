@@ -79,7 +79,9 @@ def _dispatch(name: str, impl: str, pred: Tensor, *, cpu: bool = False,
 
     An empty ``pred`` (no rows or no classes) always takes the reference.
 
-    The fast paths differentiate ``pred`` only. ``grad_args`` (name -> value) are the other
+    The fast paths give first-order gradients of ``pred`` only: double backward raises, and
+    so does a second backward through one graph on the CPU fast path (it scales its saved
+    gradient in place); the reference supports both. ``grad_args`` (name -> value) are the other
     arguments the reference differentiates (weight, float target, alpha tensor): when one
     of them requires grad, "auto" takes the reference and "fused" raises ValueError.
     """

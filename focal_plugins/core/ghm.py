@@ -66,6 +66,12 @@ class _GHM(nn.Module):
     mean of the ranks' losses (what DDP's gradient averaging optimises) equals the loss of
     one process over the concatenated batch. ``distributed=False`` keeps everything local.
     Runs without host synchronisation (no .item(), no masks, no loop over bins).
+
+    Counts are exact integers on every path (int64; float64 for the all-reduce and the EMA,
+    exact to 2^53 per bin). NaN logits: NaN in, NaN out. A NaN g is counted in no bin, so
+    it changes neither the other elements' weights nor the EMA; the element gets weight 0,
+    its loss and gradient stay NaN (NaN * 0) and a reduced loss is NaN. It still counts in
+    tot (GHM-C: valid elements; GHM-R: the sum of label weights).
     """
 
     def __init__(self, bins, momentum, loss_weight, reduction, distributed, ema, impl,
