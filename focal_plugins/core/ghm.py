@@ -82,8 +82,7 @@ class _GHM(nn.Module):
         self.loss_weight = check_number("loss_weight", loss_weight)
         check_choice("reduction", reduction, REDUCTIONS)
         self.reduction = reduction
-        if not isinstance(distributed, bool):
-            check_choice("distributed", distributed, ("auto", True, False))
+        check_choice("distributed", distributed, ("auto", True, False))
         self.distributed = distributed
         check_choice("ema", ema, ("nonempty", "all"))
         self.ema = ema
@@ -199,7 +198,7 @@ def _valid_count(lw: Optional[Tensor], shape, like: Tensor) -> Tensor:
     """Number of valid (label_weight > 0) elements of ``shape``; lw None, (N,) per row, or
     broadcastable to ``shape``."""
     if lw is None:
-        return torch.tensor(float(shape[0] * shape[1]), device=like.device)
+        return torch.tensor(shape[0] * shape[1], dtype=torch.int64, device=like.device)
     if lw.dim() == 1 and len(shape) == 2:
         return (lw > 0).sum() * shape[1]
     return (lw > 0).sum()

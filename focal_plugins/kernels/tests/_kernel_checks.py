@@ -533,8 +533,8 @@ def main():
                              "autograd", "public", "budget"]
     checks = {"sigmoid": check_sigmoid_focal, "lowp": check_sigmoid_focal_lowp,
               "softmax": check_softmax_focal, "ghm": check_ghm, "counts": check_counts,
-              "robust": check_robust, "nan": check_nan, "autograd": check_autograd, "public": check_public,
-              "budget": check_budget}
+              "robust": check_robust, "nan": check_nan, "autograd": check_autograd,
+              "public": check_public, "budget": check_budget}
     for name in extra:
         checks[name](gen)
         print(f"{name}: ok", flush=True)
