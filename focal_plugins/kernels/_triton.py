@@ -93,10 +93,13 @@ def _log1p_small(e):
 
 
 @triton.jit
-def _bce_limit(ce, x, t):
-    # BCE's limit 0 where x = +inf, t = 1 or x = -inf, t = 0 (inf - inf, inf * 0 give NaN)
-    exact = ((x == float("inf")) & (t == 1.0)) | ((x == float("-inf")) & (t == 0.0))
-    return tl.where(exact, 0.0, ce)
+def _bce_limit(ce, x, t, LABELS: tl.constexpr):
+    # BCE's limit 0 where x = +inf, t = 1 or x = -inf, t = 0 (inf - inf, inf * 0 give NaN):
+    # there x (1 - 2t) = -inf; a float t must also be hard (t (1 - t) = 0), labels always are
+    lim = x * (1.0 - 2.0 * t) == float("-inf")
+    if not LABELS:
+        lim = lim & (t * (1.0 - t) == 0.0)
+    return tl.where(lim, 0.0, ce)
 
 
 @triton.jit
@@ -136,7 +139,7 @@ def _sigmoid_focal_kernel(x_ptr, lab_ptr, t_ptr, w_ptr, ap_ptr, an_ptr, go_ptr, 
     p, q, l1p = _sigmoid_parts(x)
     m = p * (1.0 - t) + q * t              # 1 - p_t
     mg, dg = _powg(m, gamma, GI)
-    ce = _bce_limit(tl.maximum(x, 0.0) - x * t + l1p, x, t)
+    ce = _bce_limit(tl.maximum(x, 0.0) - x * t + l1p, x, t, LABELS)
     if MODE < 2:
         loss = tl.where(msk, at * ce * mg, 0.0)
         if MODE == 0:
@@ -275,7 +278,7 @@ def _ghm_elem(x_ptr, lab_ptr, t_ptr, offs, msk, C, mu, KIND: tl.constexpr, LABEL
         t = tl.load(t_ptr + offs, mask=msk, other=0.0).to(tl.float32)
     if KIND == 0:
         p, q, l1p = _sigmoid_parts(x)
-        loss = _bce_limit(tl.maximum(x, 0.0) - x * t + l1p, x, t)
+        loss = _bce_limit(tl.maximum(x, 0.0) - x * t + l1p, x, t, LABELS)
         d = p - t
         g = tl.abs(d)
     else:
@@ -339,7 +342,7 @@ def _ghm_elem_apply_kernel(x_ptr, lab_ptr, t_ptr, lw_ptr, e_ptr, wb_ptr, go_ptr,
         valid = valid & (tl.load(lw_ptr + offs // C, mask=msk, other=0.0) > 0)
     elif LWMODE == 2:
         valid = valid & (tl.load(lw_ptr + offs, mask=msk, other=0.0) > 0)
-    valid = valid & (g == g)
+    # a NaN g loads some bin's finite weight; loss * w and d * w stay NaN all the same
     w = tl.load(wb_ptr + _bin_of(g, e_ptr, bins), mask=valid, other=0.0)
     if MODE == 0:
         tl.store(out_ptr + offs, loss * w, mask=msk)
@@ -427,7 +430,7 @@ def _ghm_rows_apply_kernel(x_ptr, lab_ptr, lw_ptr, e_ptr, wb_ptr, go_ptr, out_pt
     if HAS_LW:
         valid = valid & (tl.load(lw_ptr + rows, mask=valid, other=0.0) > 0)
     g = 1.0 - tl.exp(lp)
-    valid = valid & (g == g)
+    # a NaN row loads some bin's finite weight: its loss and gradient stay NaN all the same
     w = tl.load(wb_ptr + _bin_of(g, e_ptr, bins), mask=valid, other=0.0)
     if MODE == 0:
         tl.store(out_ptr + rows, tl.where(kept, -lp * w, 0.0), mask=rows < N)
