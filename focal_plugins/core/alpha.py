@@ -4,7 +4,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from ._checks import check_choice, check_number, check_values, first_bad
+from ._checks import check_choice, check_int, check_number, check_values, first_bad, is_scalar
 
 AlphaLike = Union[None, float, Sequence[float], Tensor]
 ALPHA_MODES = ("paper", "uniform", "binary")
@@ -44,15 +44,17 @@ def resolve_alpha(alpha: AlphaLike, num_classes: int, *, kind: str = "sigmoid",
     """
     check_choice("kind", kind, ("sigmoid", "softmax"))
     check_choice("alpha_mode", alpha_mode, ALPHA_MODES)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-        raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
-    C = num_classes
+    C = check_int("num_classes", num_classes, lo=0)
+    background_index = check_int("background_index", background_index, allow_none=True)
     ones = torch.ones(C, dtype=dtype, device=device)
 
     if alpha is None:
         return (ones, ones) if kind == "sigmoid" else ones
 
-    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+    if isinstance(alpha, Tensor) and alpha.dim() == 0 and alpha.requires_grad:
+        # a learnable scalar alpha: the same conventions, keeping its graph
+        return _scalar_tensor_alpha(alpha, C, kind, alpha_mode, background_index, ones)
+    if is_scalar(alpha):
         a = check_number("alpha", alpha, lo=0.0, hi=1.0)
         if kind == "sigmoid":
             if alpha_mode == "binary":
@@ -96,6 +98,32 @@ def resolve_alpha(alpha: AlphaLike, num_classes: int, *, kind: str = "sigmoid",
     return (w, 1.0 - w) if alpha_mode == "paper" else (w, w)
 
 
+def _scalar_tensor_alpha(alpha: Tensor, C: int, kind: str, alpha_mode: str, background_index,
+                        ones: Tensor):
+    """``resolve_alpha`` for a 0-d alpha tensor that requires grad (no host sync)."""
+    a = alpha.to(ones.dtype).to(ones.device, non_blocking=True)
+    ok = (a >= 0) & (a <= 1)
+    check_values(ok, "alpha", lambda: f"alpha must lie in [0, 1], got {alpha.item()!r}")
+    if alpha_mode == "binary" or (kind == "softmax" and alpha_mode == "paper"):
+        # the float conventions that place 1 - alpha on one class
+        if alpha_mode == "binary" and C != 2:
+            raise ValueError(f"alpha_mode='binary' needs 2 classes, got num_classes={C}")
+        if kind == "sigmoid":
+            raise ValueError("alpha_mode='binary' is for softmax with 2 classes; "
+                             f"for sigmoid use 'paper' (alpha={alpha!r})")
+        bg = 1 if alpha_mode == "binary" else background_index
+        if bg is None:
+            raise ValueError(f"a float alpha={alpha!r} with alpha_mode='paper' needs "
+                             "background_index (the class that gets 1 - alpha)")
+        if not -C <= bg < C:
+            raise ValueError(f"background_index must index one of the {C} classes, got {bg!r}")
+        is_bg = torch.arange(C, device=ones.device) == bg % C
+        return torch.where(is_bg, 1 - a, a)
+    if kind == "softmax":
+        return ones * a
+    return ones * a, ones * (a if alpha_mode == "uniform" else 1 - a)
+
+
 def _to(t: Tensor, device) -> Tensor:
     # non_blocking: a host-to-device copy of a few floats must not synchronise the stream
     return t if device is None else t.to(device, non_blocking=True)
@@ -114,7 +142,13 @@ def class_frequency_alpha(counts: Union[Sequence[float], Tensor], method: str = 
     """
     check_choice("method", method, ("inverse", "effective"))
     b = check_number("beta", beta, lo=0.0, hi=1.0, hi_open=True)
-    n = torch.as_tensor(counts, dtype=torch.float64).detach().cpu()
+    try:
+        n = torch.as_tensor(counts, dtype=torch.float64).detach().cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"counts must be a 1-d sequence or tensor of numbers, got "
+                         f"{counts!r}") from None
+    if isinstance(counts, Tensor) and (counts.dtype == torch.bool or counts.is_complex()):
+        raise ValueError(f"counts must hold numbers, got a tensor of dtype {counts.dtype}")
     if n.dim() != 1 or n.numel() == 0:
         raise ValueError(f"counts must be a non-empty 1-d sequence, got shape {tuple(n.shape)}")
     ok = (n > 0) & torch.isfinite(n)

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import (REDUCTIONS, check_choice, check_floating, check_number, check_values,
-                      compute_dtype, first_bad)
+from ._checks import (REDUCTIONS, check_avg_factor, check_choice, check_floating, check_int,
+                      check_number, check_values, check_weight, compute_dtype, first_bad)
 from .alpha import AlphaLike, resolve_alpha
 from .reduce import weight_reduce_loss
 
@@ -19,11 +19,26 @@ def _sigmoid_focal_reference(pred: Tensor, target: Tensor, a_pos: Tensor, a_neg:
                              gamma: float) -> Tensor:
     """Elementwise loss; pred, target alike in the compute dtype, a_pos/a_neg broadcast
     along the class dim (``_class_view``)."""
-    p = pred.sigmoid()
-    ce = F.binary_cross_entropy_with_logits(pred, target, reduction="none")
-    p_t = p * target + (1 - p) * (1 - target)
+    m = pred.sigmoid() * (1 - target) + (-pred).sigmoid() * target   # 1 - p_t, no cancellation
     alpha_t = a_pos * target + a_neg * (1 - target)
-    return alpha_t * (1 - p_t) ** gamma * ce
+    return alpha_t * _focal_factor(m, gamma) * _bce(pred, target)
+
+
+def _bce(x: Tensor, t: Tensor) -> Tensor:
+    """BCE with logits, elementwise, with its limits at infinite logits: 0 (not NaN) where
+    x = +inf, t = 1 or x = -inf, t = 0; inf where the limit is inf."""
+    ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    exact = (t == 1) & (x == float("inf")) | (t == 0) & (x == float("-inf"))
+    return torch.where(exact, 0.0, ce)
+
+
+def _focal_factor(m: Tensor, gamma: float) -> Tensor:
+    """m^gamma for m = 1 - p_t in [0, 1], with the gradient at m = 0 taken as its limit 0
+    (for 0 < gamma < 1 autograd's g m^(g-1) is inf there, and inf * 0 gives NaN); 0^0 = 1."""
+    if gamma == 0:
+        return torch.ones_like(m)
+    pos = m > 0
+    return torch.where(pos, torch.where(pos, m, 1.0) ** gamma, 0.0)
 
 
 def _softmax_focal_reference(pred: Tensor, target: Tensor, a: Tensor, gamma: float,
@@ -32,8 +47,8 @@ def _softmax_focal_reference(pred: Tensor, target: Tensor, a: Tensor, gamma: flo
     valid = target != ignore_index
     t = torch.where(valid, target, 0).unsqueeze(1)
     logp_t = pred.log_softmax(dim=1).gather(1, t).squeeze(1)
-    p_t = logp_t.exp()
-    loss = -a[t.squeeze(1)] * (1 - p_t) ** gamma * logp_t
+    m = -torch.expm1(logp_t)       # 1 - p_t without cancellation
+    loss = -a[t.squeeze(1)] * _focal_factor(m, gamma) * logp_t
     return torch.where(valid, loss, loss.new_zeros(()))
 
 
@@ -63,12 +78,16 @@ def _dispatch(name: str, impl: str, pred: Tensor, *, cpu: bool = False,
       TRITON_INTERPRET=1 (the interpreter, for tests), else the CPU fast path;
       RuntimeError where none applies.
 
-    The fast paths differentiate ``pred`` only. ``grad_args`` (name -> value) are the other
+    An empty ``pred`` (no rows or no classes) always takes the reference.
+
+    The fast paths give first-order gradients of ``pred`` only: double backward raises, and
+    so does a second backward through one graph on the CPU fast path (it scales its saved
+    gradient in place); the reference supports both. ``grad_args`` (name -> value) are the other
     arguments the reference differentiates (weight, float target, alpha tensor): when one
     of them requires grad, "auto" takes the reference and "fused" raises ValueError.
     """
     check_choice("impl", impl, IMPLS)
-    if impl == "reference":
+    if impl == "reference" or pred.numel() == 0:   # nothing to fuse in an empty input
         return "reference"
     arg = _needs_grad(grad_args or {})
     if arg is not None:
@@ -164,8 +183,7 @@ def _sigmoid_weight(weight: Optional[Tensor], shape) -> Optional[Tensor]:
     broadcast to (N, C). Logits of any other shape: must broadcast to their shape."""
     if weight is None:
         return None
-    if not isinstance(weight, Tensor):
-        raise ValueError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
+    check_weight("weight", weight)
     if len(shape) != 2:
         try:
             ok = torch.broadcast_shapes(weight.shape, shape) == torch.Size(shape)
@@ -257,6 +275,7 @@ def sigmoid_focal_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = 
     check_floating("pred", pred)
     g = check_number("gamma", gamma, lo=0.0)
     check_choice("reduction", reduction, REDUCTIONS)
+    avg_factor = check_avg_factor(avg_factor)
     if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and alpha == -1:
         alpha = None     # torchvision's and fvcore's "no weighting"
     C = pred.shape[1] if pred.dim() >= 2 else 1
@@ -316,6 +335,9 @@ def softmax_focal_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = 
         raise ValueError(f"pred must be (N, C) or (N, C, d1, ...) logits, got shape {tuple(pred.shape)}")
     g = check_number("gamma", gamma, lo=0.0)
     check_choice("reduction", reduction, REDUCTIONS)
+    avg_factor = check_avg_factor(avg_factor)
+    ignore_index = check_int("ignore_index", ignore_index)
+    background_index = check_int("background_index", background_index, allow_none=True)
     if not isinstance(target, Tensor) or target.is_floating_point() or target.dtype == torch.bool:
         raise ValueError(f"target must be an integer tensor of class indices, got "
                          f"{getattr(target, 'dtype', type(target).__name__)}")
@@ -325,9 +347,11 @@ def softmax_focal_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = 
         raise ValueError(f"target shape {tuple(target.shape)} does not match pred "
                          f"{tuple(pred.shape)} (expected {want})")
     _check_softmax_labels(target, C, ignore_index)
-    if weight is not None and (not isinstance(weight, Tensor) or tuple(weight.shape) != want):
-        raise ValueError(f"weight must be per sample, shaped like target {want}, got "
-                         f"{tuple(getattr(weight, 'shape', ())) or weight!r}")
+    if weight is not None:
+        check_weight("weight", weight)
+        if tuple(weight.shape) != want:
+            raise ValueError(f"weight must be per sample, shaped like target {want}, got "
+                             f"shape {tuple(weight.shape)}")
     backend = _dispatch("softmax_focal_loss", impl, pred,
                         grad_args={"weight": weight, "alpha": alpha})
     a = resolve_alpha(alpha, C, kind="softmax", alpha_mode=alpha_mode,

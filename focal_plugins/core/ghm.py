@@ -7,8 +7,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import REDUCTIONS, check_choice, check_floating, check_number, compute_dtype
-from .focal import (IMPLS, _as_sigmoid_target, _check_softmax_labels, _dispatch,
+from ._checks import (REDUCTIONS, check_avg_factor, check_bool, check_choice, check_floating,
+                      check_int, check_number, check_weight, compute_dtype)
+from .focal import (IMPLS, _as_sigmoid_target, _bce, _check_softmax_labels, _dispatch,
                     _fast_sigmoid_target, _is_sigmoid_labels, _softmax_focal_reference)
 from .reduce import weight_reduce_loss
 
@@ -30,6 +31,7 @@ def asl1_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
     check_floating("target", target)
     m = check_number("mu", mu, lo=0.0, lo_open=True)
     check_choice("reduction", reduction, REDUCTIONS)
+    avg_factor = check_avg_factor(avg_factor)
     if target.shape != pred.shape:
         raise ValueError(f"target shape {tuple(target.shape)} does not match pred {tuple(pred.shape)}")
     dt = compute_dtype(pred)
@@ -40,14 +42,7 @@ def asl1_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
 
 
 def _check_broadcast(name: str, w, shape) -> None:
-    if not isinstance(w, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(w).__name__}")
-    try:
-        ok = torch.broadcast_shapes(w.shape, shape) == torch.Size(shape)
-    except RuntimeError:
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} of shape {tuple(w.shape)} does not broadcast to {tuple(shape)}")
+    check_weight(name, w, shape)
 
 
 class _GHM(nn.Module):
@@ -71,14 +66,18 @@ class _GHM(nn.Module):
     mean of the ranks' losses (what DDP's gradient averaging optimises) equals the loss of
     one process over the concatenated batch. ``distributed=False`` keeps everything local.
     Runs without host synchronisation (no .item(), no masks, no loop over bins).
+
+    Counts are exact integers on every path (int64; float64 for the all-reduce and the EMA,
+    exact to 2^53 per bin). NaN logits: NaN in, NaN out. A NaN g is counted in no bin, so
+    it changes neither the other elements' weights nor the EMA; the element gets weight 0,
+    its loss and gradient stay NaN (NaN * 0) and a reduced loss is NaN. It still counts in
+    tot (GHM-C: valid elements; GHM-R: the sum of label weights).
     """
 
     def __init__(self, bins, momentum, loss_weight, reduction, distributed, ema, impl,
                  last_edge):
         super().__init__()
-        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
-            raise ValueError(f"bins must be an int >= 1, got {bins!r}")
-        self.bins = bins
+        self.bins = bins = check_int("bins", bins, lo=1)
         self.momentum = check_number("momentum", momentum, lo=0.0, hi=1.0, hi_open=True)
         self.loss_weight = check_number("loss_weight", loss_weight)
         check_choice("reduction", reduction, REDUCTIONS)
@@ -93,7 +92,16 @@ class _GHM(nn.Module):
         edges[-1] = last_edge(edges[-1])
         self.register_buffer("edges", edges)
         if self.momentum > 0:
-            self.register_buffer("acc_sum", torch.zeros(bins))
+            # float64: the EMA of counts stays exact far beyond 2^24 per bin
+            self.register_buffer("acc_sum", torch.zeros(bins, dtype=torch.float64))
+
+    def _apply(self, fn, *args, **kwargs):
+        # model.half() / .to(dtype) must not round the EMA state: keep acc_sum in float64
+        super()._apply(fn, *args, **kwargs)
+        acc = self._buffers.get("acc_sum")
+        if acc is not None and acc.dtype != torch.float64:
+            self._buffers["acc_sum"] = acc.to(torch.float64)
+        return self
 
     def _reduction(self, reduction_override):
         check_choice("reduction_override", reduction_override, (None,) + REDUCTIONS)
@@ -106,39 +114,48 @@ class _GHM(nn.Module):
 
     def _weights(self, g: Tensor, valid: Tensor, tot: Tensor):
         """Per-element GHM weights (no grad) and the global tot; ``valid`` is a 0/1 float."""
-        idx, counts = self._bin_counts(g, valid)
+        idx, counts, binned = self._bin_counts(g, valid)
         per_bin, tot, world = self._per_bin(counts, tot)
-        w = torch.where(valid > 0, per_bin[idx], per_bin.new_zeros(()))
-        return w, tot, world
+        w = torch.where(binned, per_bin[idx], per_bin.new_zeros(()))
+        return w.to(g.dtype), tot, world
 
     def _bin_counts(self, g: Tensor, valid: Tensor):
-        """The bin of every element and the number of valid elements per bin: (idx shaped
-        like g, counts (bins,)). The one binning routine of the reference path."""
+        """The bin of every element, the number of binned elements per bin, exact (int64),
+        and which elements were binned: (idx shaped like g, counts (bins,), binned).
+        An element is binned when it is valid and its g is not NaN: a NaN logit lands in
+        no bin, so it changes no other element's weight, and its own loss (NaN * weight 0)
+        stays NaN. The one binning routine of the reference path; the fast paths count
+        the same way."""
         idx = torch.bucketize(g, self.edges[1:-1].to(g.dtype), right=True)
-        counts = torch.zeros(self.bins, dtype=torch.float32, device=g.device)
-        counts.scatter_add_(0, idx.flatten(), valid.flatten().float())
-        return idx, counts
+        binned = (valid > 0) & ~torch.isnan(g)
+        counts = torch.zeros(self.bins, dtype=torch.int64, device=g.device)
+        counts.scatter_add_(0, idx.flatten(), binned.flatten().long())
+        return idx, counts, binned
 
     def _per_bin(self, counts: Tensor, tot: Tensor):
-        """Bin counts of this call -> per-bin weight (all-reduce, EMA update), tot, world."""
+        """Bin counts of this call (int64, exact) -> per-bin weight (all-reduce, EMA
+        update), tot, world. Counts, tot and the EMA are combined in float64, exact for
+        counts up to 2^53; the weights come back in float64, tot in float32."""
         world = self._world()
+        counts = counts.to(torch.float64)
+        tot = tot.to(torch.float64)
         if world > 1:
-            stats = torch.cat([counts.float(), tot.float().reshape(1)])
+            stats = torch.cat([counts, tot.reshape(1)])
             dist.all_reduce(stats)
             counts, tot = stats[:-1], stats[-1]
-        tot = tot.float().clamp_min(1.0)
+        tot = tot.clamp_min(1.0)
         nonempty = counts > 0
         if self.momentum > 0:
             m = self.momentum
             acc = self.acc_sum
-            new = m * acc + (1 - m) * counts
-            acc.copy_(torch.where(nonempty, new, acc) if self.ema == "nonempty" else new)
-            density = acc
+            new = m * acc.double() + (1 - m) * counts
+            acc.copy_(torch.where(nonempty, new, acc.double()) if self.ema == "nonempty" else new)
+            density = acc.double()
         else:
             density = counts
         n = nonempty.sum().clamp_min(1)
         per_bin = tot / density / n  # inf/nan only in empty bins, which no valid element uses
-        return per_bin, tot, world
+        return per_bin, tot.float(), world
 
     def _fused(self, run, tot: Tensor, reduction, avg_factor):
         """A fast path: ``run(weigh)`` returns the GHM-weighted loss sum (or elementwise
@@ -169,8 +186,7 @@ def _label_weight(label_weight, shape, like: Tensor) -> Tensor:
     """label_weight of shape ``shape``, (N,) per row (broadcast along columns) or None (all 1)."""
     if label_weight is None:
         return like.new_ones(shape)
-    if not isinstance(label_weight, Tensor):
-        raise ValueError(f"label_weight must be a torch.Tensor, got {type(label_weight).__name__}")
+    check_weight("label_weight", label_weight)
     lw = label_weight
     if len(shape) >= 2 and lw.dim() == 1 and lw.shape[0] == shape[0]:
         lw = lw.view(-1, *([1] * (len(shape) - 1)))
@@ -182,7 +198,7 @@ def _valid_count(lw: Optional[Tensor], shape, like: Tensor) -> Tensor:
     """Number of valid (label_weight > 0) elements of ``shape``; lw None, (N,) per row, or
     broadcastable to ``shape``."""
     if lw is None:
-        return torch.tensor(float(shape[0] * shape[1]), device=like.device)
+        return torch.tensor(shape[0] * shape[1], dtype=torch.int64, device=like.device)
     if lw.dim() == 1 and len(shape) == 2:
         return (lw > 0).sum() * shape[1]
     return (lw > 0).sum()
@@ -214,8 +230,8 @@ class GHMC(_GHM):
                  ignore_index: int = -100, impl: str = "auto"):
         super().__init__(bins, momentum, loss_weight, reduction, distributed, ema, impl,
                          last_edge=lambda e: e + 1e-6)
-        self.use_sigmoid = bool(use_sigmoid)
-        self.ignore_index = ignore_index
+        self.use_sigmoid = check_bool("use_sigmoid", use_sigmoid)
+        self.ignore_index = check_int("ignore_index", ignore_index)
 
     def _fast_forward(self, backend, pred, target, label_weight, avg_factor, reduction):
         """A fast path (Triton, or the CPU fast path for sigmoid)."""
@@ -226,7 +242,7 @@ class GHMC(_GHM):
             lw = None
             if label_weight is not None:
                 lw = _label_weight(label_weight, (N, C), pred)   # validates the shape
-                if label_weight.dim() == 1 or tuple(label_weight.shape) == (N, 1):
+                if tuple(label_weight.shape) in ((N,), (N, 1)):
                     lw = label_weight.reshape(N)
             tot = _valid_count(lw, (N, C), pred)
             return self._fused(lambda weigh, red: K.ghm_sigmoid(
@@ -256,6 +272,7 @@ class GHMC(_GHM):
         label_weight then broadcasts to that shape ((N,): per sample), and reduction
         "none" returns it."""
         reduction = self._reduction(reduction_override)
+        avg_factor = check_avg_factor(avg_factor)
         check_floating("pred", pred)
         if self.use_sigmoid and pred.dim() != 2:
             return self._any_shape(pred, target, label_weight, avg_factor, reduction)
@@ -299,7 +316,7 @@ class GHMC(_GHM):
             t = _as_sigmoid_target(x, target)
             lw = _label_weight(label_weight, (N, C), x)
             g = (x.detach().sigmoid() - t).abs()
-            loss = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+            loss = _bce(x, t)
         else:
             self._check_softmax_target(target, N, C)
             ig = self.ignore_index
@@ -336,6 +353,7 @@ class GHMR(_GHM):
                 avg_factor=None, reduction_override: Optional[str] = None) -> Tensor:
         """pred, target (N, 4) or any equal shapes; label_weight like them, (N,) or None."""
         reduction = self._reduction(reduction_override)
+        avg_factor = check_avg_factor(avg_factor)
         check_floating("pred", pred)
         check_floating("target", target)
         if target.shape != pred.shape:

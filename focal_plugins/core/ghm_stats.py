@@ -60,8 +60,7 @@ def call_stats(module: _GHM, args, kwargs, output: Tensor) -> Dict[str, Tensor]:
     ``density`` (float32, the density the call weighted by). See the module doc."""
     pred, target, lw = _inputs(module, args, kwargs)
     loss, g, lw = module._elements(pred.detach(), target, lw)
-    valid = lw > 0
-    idx, counts = module._bin_counts(g, valid.to(g.dtype))
+    idx, counts, valid = module._bin_counts(g, lw > 0)   # NaN elements: in no bin
     if module._world() > 1:
         dist.all_reduce(counts)
     density = module.acc_sum.detach().clone() if module.momentum > 0 else counts

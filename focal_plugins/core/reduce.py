@@ -4,7 +4,7 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-from ._checks import REDUCTIONS, check_choice
+from ._checks import REDUCTIONS, check_avg_factor, check_choice, check_weight
 
 
 def weight_reduce_loss(loss: Tensor, weight: Optional[Tensor] = None, reduction: str = "mean",
@@ -16,11 +16,17 @@ def weight_reduce_loss(loss: Tensor, weight: Optional[Tensor] = None, reduction:
     - ``"mean"``: its mean over all elements, or ``sum / (avg_factor + eps)`` when
       ``avg_factor`` is given (eps = fp32 machine epsilon guards avg_factor = 0).
 
+    ``avg_factor``: None, a finite number >= 0 or a one-element tensor holding one (mmdet
+    heads pass ints and 0-d tensors). 0 is accepted as mmdet does (sum / eps, which is 0
+    when every weighted element is 0); a negative, NaN, inf or non-number is a ValueError.
+
     The one difference from mmdet's ``weight_reduce_loss``: the mean of an empty loss is 0
     (still connected to the graph) instead of NaN.
     """
     check_choice("reduction", reduction, REDUCTIONS)
+    avg_factor = check_avg_factor(avg_factor)
     if weight is not None:
+        check_weight("weight", weight, loss.shape)
         loss = loss * weight
     if avg_factor is None:
         if reduction == "none":

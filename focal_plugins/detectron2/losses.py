@@ -27,6 +27,7 @@ from torch import nn
 from focal_plugins.core import GHMC as _CoreGHMC
 from focal_plugins.core import GHMR as _CoreGHMR
 from focal_plugins.core import asl1_loss, sigmoid_focal_loss, softmax_focal_loss
+from focal_plugins.core._checks import check_int, check_number, is_scalar
 from focal_plugins.core.prior import softmax_prior_bias
 
 __all__ = [
@@ -58,20 +59,11 @@ def _where(key, field):
 
 
 def _number(key, field, value, *, lo=None, hi=None, hi_open=False, integer=False):
-    bad = isinstance(value, bool) or not isinstance(value, (int, float))
+    """The core's checks (finite; numpy scalars and 0-d tensors accepted; bools refused),
+    with the config key as the argument's name."""
     if integer:
-        bad = bad or not isinstance(value, int)
-    if not bad:
-        v = float(value)
-        bad = v != v or v in (float("inf"), float("-inf"))
-        bad = bad or (lo is not None and v < lo)
-        bad = bad or (hi is not None and (v >= hi if hi_open else v > hi))
-    if bad:
-        kind = "an int" if integer else "a number"
-        rng = f" in [{lo}, {hi}{')' if hi_open else ']'}" if hi is not None else (
-            f" >= {lo}" if lo is not None else "")
-        raise ValueError(f"{_where(key, field)} must be {kind}{rng}, got {value!r}")
-    return int(value) if integer else float(value)
+        return check_int(_where(key, field), value, lo=lo)
+    return check_number(_where(key, field), value, lo=lo, hi=hi, hi_open=hi_open)
 
 
 def _alpha(key, value):
@@ -79,7 +71,8 @@ def _alpha(key, value):
     convention), a number in [0, 1], or a per-class sequence."""
     if value is None:
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if is_scalar(value):
+        value = _number(key, "ALPHA", value)      # finite
         if value != value:
             raise ValueError(f"{_where(key, 'ALPHA')} must not be NaN, got {value!r}")
         if value < 0:
@@ -115,6 +108,8 @@ class SigmoidFocalLoss(_ClsLoss):
 
     def __init__(self, alpha=0.25, gamma=2.0, alpha_mode="paper", loss_weight=1.0):
         super().__init__()
+        _number(None, "gamma", gamma, lo=0.0)
+        _number(None, "loss_weight", loss_weight)
         self.alpha, self.gamma, self.alpha_mode = alpha, gamma, alpha_mode
         self.loss_weight = loss_weight
         self._hparams = dict(alpha=alpha, gamma=gamma, alpha_mode=alpha_mode,
@@ -136,6 +131,8 @@ class SoftmaxFocalLoss(_ClsLoss):
 
     def __init__(self, alpha=None, gamma=2.0, alpha_mode="paper", loss_weight=1.0):
         super().__init__()
+        _number(None, "gamma", gamma, lo=0.0)
+        _number(None, "loss_weight", loss_weight)
         self.alpha, self.gamma, self.alpha_mode = alpha, gamma, alpha_mode
         self.loss_weight = loss_weight
         self._hparams = dict(alpha=alpha, gamma=gamma, alpha_mode=alpha_mode,
@@ -204,6 +201,8 @@ class ASL1Loss(_BoxLoss):
 
     def __init__(self, mu=0.02, loss_weight=1.0):
         super().__init__()
+        _number(None, "mu", mu, lo=0.0)
+        _number(None, "loss_weight", loss_weight)
         self.mu, self.loss_weight = mu, loss_weight
         self._hparams = dict(mu=mu, loss_weight=loss_weight)
 

@@ -93,6 +93,16 @@ def _log1p_small(e):
 
 
 @triton.jit
+def _bce_limit(ce, x, t, LABELS: tl.constexpr):
+    # BCE's limit 0 where x = +inf, t = 1 or x = -inf, t = 0 (inf - inf, inf * 0 give NaN):
+    # there x (1 - 2t) = -inf; a float t must also be hard (t (1 - t) = 0), labels always are
+    lim = x * (1.0 - 2.0 * t) == float("-inf")
+    if not LABELS:
+        lim = lim & (t * (1.0 - t) == 0.0)
+    return tl.where(lim, 0.0, ce)
+
+
+@triton.jit
 def _sigmoid_parts(x):
     # p = sigmoid(x), q = sigmoid(-x) = 1 - p (both without cancellation), softplus(-|x|) term
     e = tl.exp(-tl.abs(x))
@@ -129,15 +139,14 @@ def _sigmoid_focal_kernel(x_ptr, lab_ptr, t_ptr, w_ptr, ap_ptr, an_ptr, go_ptr, 
     p, q, l1p = _sigmoid_parts(x)
     m = p * (1.0 - t) + q * t              # 1 - p_t
     mg, dg = _powg(m, gamma, GI)
+    ce = _bce_limit(tl.maximum(x, 0.0) - x * t + l1p, x, t, LABELS)
     if MODE < 2:
-        ce = tl.maximum(x, 0.0) - x * t + l1p
         loss = tl.where(msk, at * ce * mg, 0.0)
         if MODE == 0:
             tl.store(out_ptr + offs, loss, mask=msk)
         else:
             tl.store(out_ptr + pid, tl.sum(loss, axis=0))
     else:
-        ce = tl.maximum(x, 0.0) - x * t + l1p
         g = at * ((p - t) * mg + ce * dg * (1.0 - 2.0 * t) * p * q)
         g = _times_grad_out(g, go_ptr, offs, msk, MODE)
         tl.store(out_ptr + offs, g.to(out_ptr.dtype.element_ty), mask=msk)
@@ -269,7 +278,7 @@ def _ghm_elem(x_ptr, lab_ptr, t_ptr, offs, msk, C, mu, KIND: tl.constexpr, LABEL
         t = tl.load(t_ptr + offs, mask=msk, other=0.0).to(tl.float32)
     if KIND == 0:
         p, q, l1p = _sigmoid_parts(x)
-        loss = tl.maximum(x, 0.0) - x * t + l1p
+        loss = _bce_limit(tl.maximum(x, 0.0) - x * t + l1p, x, t, LABELS)
         d = p - t
         g = tl.abs(d)
     else:
@@ -309,10 +318,13 @@ def _ghm_elem_hist_kernel(x_ptr, lab_ptr, t_ptr, lw_ptr, e_ptr, cnt_ptr, sum_ptr
             valid = valid & (tl.load(lw_ptr + offs // C, mask=msk, other=0.0) > 0)
         elif LWMODE == 2:
             valid = valid & (tl.load(lw_ptr + offs, mask=msk, other=0.0) > 0)
+        nan = msk & (g != g)           # a NaN logit: in no bin, but its NaN reaches the sum
+        valid = valid & (g == g)
         b = tl.where(valid, _bin_of(g, e_ptr, bins), NB)     # NB: counted nowhere
         hit = b[:, None] == bidx[None, :]
         cnt += tl.sum(hit.to(tl.int32), axis=0)
         acc += tl.sum(tl.where(hit, loss[:, None], 0.0), axis=0)
+        acc += tl.where(bidx == 0, tl.sum(tl.where(nan, loss, 0.0), axis=0), 0.0)
     tl.store(cnt_ptr + pid * NB + bidx, cnt)
     tl.store(sum_ptr + pid * NB + bidx, acc)
 
@@ -330,6 +342,7 @@ def _ghm_elem_apply_kernel(x_ptr, lab_ptr, t_ptr, lw_ptr, e_ptr, wb_ptr, go_ptr,
         valid = valid & (tl.load(lw_ptr + offs // C, mask=msk, other=0.0) > 0)
     elif LWMODE == 2:
         valid = valid & (tl.load(lw_ptr + offs, mask=msk, other=0.0) > 0)
+    # a NaN g loads some bin's finite weight; loss * w and d * w stay NaN all the same
     w = tl.load(wb_ptr + _bin_of(g, e_ptr, bins), mask=valid, other=0.0)
     if MODE == 0:
         tl.store(out_ptr + offs, loss * w, mask=msk)
@@ -340,7 +353,10 @@ def _ghm_elem_apply_kernel(x_ptr, lab_ptr, t_ptr, lw_ptr, e_ptr, wb_ptr, go_ptr,
 
 
 def ghm_elem_hist(x, target, label_weight, edges, bins, kind, mu=0.0):
-    """Pass 1. Returns (counts[bins] fp32, per-bin loss sums[bins] fp32), both on x's device."""
+    """Pass 1. Returns (counts[bins] int64, exact: int32 per program, summed in int64;
+    per-bin loss sums[bins] fp32), both on x's device. A NaN g (NaN logit) is counted in no
+    bin and gets weight 0 in pass 2 (its loss and gradient stay NaN); its NaN loss is added
+    to bin 0's sum, so a reduced loss is NaN as on the other paths."""
     n = x.numel()
     C = x.shape[-1] if x.dim() >= 2 else 1
     labels = target.dtype in (torch.int64, torch.int32)
@@ -354,7 +370,7 @@ def ghm_elem_hist(x, target, label_weight, edges, bins, kind, mu=0.0):
         dummy if label_weight is None else label_weight, edges, cnt, sums, n, C, float(mu), int(bins),
         KIND=kind, LABELS=labels, LWMODE=_wmode(label_weight), NB=nb, HBLOCK=HBLOCK,
         HITERS=HITERS)
-    return cnt.sum(0)[:bins].to(torch.float32), sums.sum(0)[:bins]
+    return cnt.sum(0)[:bins], sums.sum(0)[:bins]
 
 
 def ghm_elem_apply(x, target, label_weight, edges, wb, bins, kind, mode, mu=0.0, go=None):
@@ -387,13 +403,16 @@ def _ghm_rows_hist_kernel(x_ptr, lab_ptr, lw_ptr, e_ptr, cnt_ptr, sum_ptr, N, C,
         rows = (pid * RITERS + i) * BLOCK_R + tl.arange(0, BLOCK_R)
         offs, m2, valid, labc, onehot, lp, m, pj = _softmax_rows(
             x_ptr, lab_ptr, rows, cols, N, C, ignore_index)
+        g = 1.0 - tl.exp(lp)
+        nan = valid & (g != g)      # a NaN row (not ignored): in no bin, NaN reaches the sum
         if HAS_LW:
             valid = valid & (tl.load(lw_ptr + rows, mask=valid, other=0.0) > 0)
-        g = 1.0 - tl.exp(lp)
+        valid = valid & (g == g)
         b = tl.where(valid, _bin_of(g, e_ptr, bins), NB)
         hit = b[:, None] == bidx[None, :]
         cnt += tl.sum(hit.to(tl.int32), axis=0)
         acc += tl.sum(tl.where(hit, -lp[:, None], 0.0), axis=0)
+        acc += tl.where(bidx == 0, tl.sum(tl.where(nan, -lp, 0.0), axis=0), 0.0)
     tl.store(cnt_ptr + pid * NB + bidx, cnt)
     tl.store(sum_ptr + pid * NB + bidx, acc)
 
@@ -407,12 +426,14 @@ def _ghm_rows_apply_kernel(x_ptr, lab_ptr, lw_ptr, e_ptr, wb_ptr, go_ptr, out_pt
     cols = tl.arange(0, BLOCK_C)
     offs, m2, valid, labc, onehot, lp, m, pj = _softmax_rows(
         x_ptr, lab_ptr, rows, cols, N, C, ignore_index)
+    kept = valid                    # not ignore_index: a NaN here stays NaN in the output
     if HAS_LW:
         valid = valid & (tl.load(lw_ptr + rows, mask=valid, other=0.0) > 0)
     g = 1.0 - tl.exp(lp)
+    # a NaN row loads some bin's finite weight: its loss and gradient stay NaN all the same
     w = tl.load(wb_ptr + _bin_of(g, e_ptr, bins), mask=valid, other=0.0)
     if MODE == 0:
-        tl.store(out_ptr + rows, -lp * w, mask=rows < N)
+        tl.store(out_ptr + rows, tl.where(kept, -lp * w, 0.0), mask=rows < N)
     else:
         w = _times_grad_out(w, go_ptr, rows, valid, MODE)
         g = w[:, None] * (pj - tl.where(onehot, 1.0, 0.0))
@@ -431,7 +452,7 @@ def ghm_rows_hist(x, labels, label_weight, edges, bins, ignore_index):
         x, labels, sums if label_weight is None else label_weight, edges, cnt, sums, N, C,
         int(ignore_index), int(bins), HAS_LW=label_weight is not None, NB=nb, BLOCK_R=br,
         BLOCK_C=bc, RITERS=RITERS, num_warps=warps)
-    return cnt.sum(0)[:bins].to(torch.float32), sums.sum(0)[:bins]
+    return cnt.sum(0)[:bins], sums.sum(0)[:bins]
 
 
 def ghm_rows_apply(x, labels, label_weight, edges, wb, bins, ignore_index, mode, go=None):

@@ -29,6 +29,24 @@ import torch.nn.functional as F
 
 CHUNK = 1 << 18     # elements per chunk: 1 MiB fp32 buffers (fastest of 2^15..2^22 measured)
 
+TWICE = ("the CPU fast path computes its gradient in forward and scales it in place in "
+         "backward, so it backpropagates once per forward: a second backward through the "
+         "same graph (retain_graph=True) is not supported; use impl='reference' for that")
+DOUBLE = ("the fast paths compute first-order gradients only: double backward "
+          "(create_graph=True) is not supported; use impl='reference' for that")
+
+
+def _scale_once(ctx, go):
+    """The saved gradient scaled by grad_output, in place (no second (N, C) buffer); a
+    clear error on a second backward or a double backward instead of torch's version check."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(DOUBLE)
+    if getattr(ctx, "done", False):
+        raise RuntimeError(TWICE)
+    ctx.done = True
+    grad, = ctx.saved_tensors
+    return grad.mul_(go)
+
 
 def _rows_per_chunk(C):
     """Rows per chunk: ~CHUNK elements, a multiple of 16 rows where that fits, so every
@@ -114,17 +132,17 @@ class _SigmoidFocalCPU(torch.autograd.Function):
                     lp = lp * wrow[r0:r1]
                 ls.scatter_(1, lc, torch.where(pos, lp, ls.gather(1, lc).squeeze(1)).unsqueeze(1))
             else:
-                neg_at_pos = q.gather(1, lc).squeeze(1) * a_neg[lc.squeeze(1)]
                 if wel is not None:
                     q.mul_(wel[r0:r1])
-                    neg_at_pos = neg_at_pos * wp
                     lp = lp * wp
+                # the positive's column holds the negative term: 0 there, lp added instead
+                # (not subtracted afterwards: inf - inf at an infinite logit)
+                q.scatter_(1, lc, torch.where(pos, 0.0, q.gather(1, lc).squeeze(1)).unsqueeze(1))
                 rowsum = torch.mv(q, a_neg)
                 if wrow is not None:
                     rowsum = rowsum * wrow[r0:r1]
-                    neg_at_pos = neg_at_pos * wrow[r0:r1]
                     lp = lp * wrow[r0:r1]
-                fix = torch.where(pos, lp - neg_at_pos, torch.zeros(()))
+                fix = torch.where(pos, lp, torch.zeros(()))
                 total += rowsum.sum(dtype=torch.float64) + fix.sum(dtype=torch.float64)
         ctx.reduction = reduction
         ctx.save_for_backward(grad)
@@ -132,10 +150,7 @@ class _SigmoidFocalCPU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, go):
-        grad, = ctx.saved_tensors
-        # In place: a second backward through this graph fails loudly (version check).
-        grad.mul_(go)
-        return grad, None, None, None, None, None, None
+        return _scale_once(ctx, go), None, None, None, None, None, None
 
 
 def _alpha_form(a_pos, a_neg):
@@ -175,6 +190,9 @@ class _SigmoidFocalSoftCPU(torch.autograd.Function):
             torch.sigmoid(xs, out=p)
             torch._C._nn.log_sigmoid(xs, out=v)
             torch.mul(ts, -1.0, out=s).add_(1.0).mul_(xs).sub_(v)        # ce
+            if not torch.isfinite(xs).all():    # the limits at infinite logits (as _bce)
+                s.masked_fill_((xs == float("inf")) & (ts == 1)
+                               | (xs == float("-inf")) & (ts == 0), 0.0)
             torch.mul(ts, -2.0, out=u).add_(1.0)                          # 1 - 2t
             torch.addcmul(ts, p, u, out=m)                                # 1 - p_t
             torch.sub(p, ts, out=d)
@@ -279,6 +297,15 @@ def _hard_positive(buf, lab, C, fix):
     return lc
 
 
+def _minus_x(xs):
+    """BCE of a positive from the negative's softplus(x): softplus(x) - x, and 0 (its limit,
+    not inf - inf) at x = +inf."""
+    def fix(v, lc):
+        xp = xs.gather(1, lc)
+        return torch.where(xp == float("inf"), 0.0, v - xp)
+    return fix
+
+
 class _GHMCSigmoidCPU(torch.autograd.Function):
     """x (N, C) fp32 contiguous; labels (N,) int64 in [0, C], or float targets (N, C) fp32
     in [0, 1]; label_weight None, (N,) or (N, C) (> 0 marks valid); edges (bins + 1,) fp32; weigh(counts) -> per-bin
@@ -287,8 +314,10 @@ class _GHMCSigmoidCPU(torch.autograd.Function):
     Forward, two passes over row chunks: (1) p = sigmoid(x), d = p - t (kept in the
     gradient buffer), g = |d|, bin index (uint8 where bins < 255), bin counts; then the
     per-bin weights w (the caller's EMA / distributed logic); (2) w[bin] by one gather,
-    grad = d * w[bin], loss = w[bin] * BCE (BCE = softplus(x) - x t). Backward only scales
-    the saved gradient by grad_output (in place: a second backward fails loudly)."""
+    grad = d * w[bin], loss = w[bin] * BCE (BCE = softplus(x) - x t). Counts are int64
+    (exact at any size); a NaN logit is counted in no bin and gets weight 0, so its loss and
+    gradient stay NaN and no other element's weight changes. Backward only scales
+    the saved gradient by grad_output (in place: a second backward is a clear error)."""
 
     @staticmethod
     def forward(ctx, x, labels, label_weight, edges, bins, weigh, reduction):
@@ -306,6 +335,7 @@ class _GHMCSigmoidCPU(torch.autograd.Function):
         B = torch.empty(min(R, N), C)
         T, U, V = torch.empty_like(B), torch.empty_like(B), torch.empty_like(B)
         I32 = torch.empty(B.shape, dtype=torch.int32)
+        NAN = torch.empty(B.shape, dtype=torch.bool)
         inv = None
         if label_weight is not None:
             inv = label_weight <= 0
@@ -332,8 +362,10 @@ class _GHMCSigmoidCPU(torch.autograd.Function):
                 idx.copy_(b)
             if inv is not None:
                 idx.masked_fill_(inv[r0:r1], bins)
+            # a NaN logit is binned nowhere (as the reference): index bins, weight 0
+            idx.masked_fill_(torch.ne(x[r0:r1], x[r0:r1], out=NAN[:n]), bins)
             counts += torch.bincount(idx.view(-1), minlength=bins + 1)
-        counts = counts[:bins].float()
+        counts = counts[:bins]                      # int64, exact
         with torch.no_grad():
             wb = weigh(counts).to(torch.float32)
             wb = torch.where(counts > 0, wb, torch.zeros(()))
@@ -350,8 +382,12 @@ class _GHMCSigmoidCPU(torch.autograd.Function):
             bce = _softplus(xs, U[:n], V[:n])
             if soft:
                 bce.addcmul_(xs, labels[r0:r1], value=-1.0)
+                if not torch.isfinite(xs).all():    # the limits at infinite logits (as _bce)
+                    t = labels[r0:r1]
+                    bce.masked_fill_((xs == float("inf")) & (t == 1)
+                                     | (xs == float("-inf")) & (t == 0), 0.0)
             else:
-                _hard_positive(bce, labels[r0:r1], C, lambda v, lc: v - xs.gather(1, lc))
+                _hard_positive(bce, labels[r0:r1], C, _minus_x(xs))
             if reduction == "none":
                 torch.mul(bce, w, out=loss[r0:r1])
             else:
@@ -365,6 +401,4 @@ class _GHMCSigmoidCPU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, go):
-        grad, = ctx.saved_tensors
-        grad.mul_(go)
-        return grad, None, None, None, None, None, None
+        return _scale_once(ctx, go), None, None, None, None, None, None

@@ -6,6 +6,8 @@ more pass, scaled by grad_output read from device memory. So a forward + backwar
 the logits twice and writes their gradient once, and keeps no (N, C) tensor alive between
 forward and backward. No .item(), no boolean indexing: safe inside CUDA graphs.
 Gradients flow to the logits only (targets, weights, alphas are treated as constants).
+Backward can run more than once (retain_graph=True); double backward (create_graph=True)
+is a clear error pointing to impl='reference'.
 """
 import torch
 
@@ -13,6 +15,9 @@ from . import _triton as K
 
 
 def _go_mode(reduction, go):
+    if torch.is_grad_enabled():
+        from .cpu import DOUBLE
+        raise RuntimeError(DOUBLE)
     if reduction == "none":
         return 3, go.contiguous()
     return 2, go.reshape(())

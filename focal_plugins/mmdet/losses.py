@@ -18,36 +18,58 @@ The head decides the number of output channels from the *config* entry ``use_sig
 (``loss_cls.get('use_sigmoid', False)``), not from the built module, so a sigmoid loss must
 say ``use_sigmoid=True`` in the config, exactly as with mmdet's own ``FocalLoss``.
 """
+from contextlib import contextmanager
 from typing import Optional
 
-import torch
 from torch import Tensor, nn
 
 from focal_plugins import core
-from focal_plugins.core import asl1_loss, sigmoid_focal_loss, softmax_focal_loss
-
-REDUCTIONS = ("none", "mean", "sum")
+from focal_plugins.core import asl1_loss, resolve_alpha, sigmoid_focal_loss, softmax_focal_loss
+from focal_plugins.core._checks import (REDUCTIONS, check_bool, check_choice, check_int,
+                                        check_number, is_scalar)
+from focal_plugins.core.focal import IMPLS
 
 __all__ = ["SigmoidFocalLoss", "SoftmaxFocalLoss", "GHMC", "GHMR", "ASL1Loss"]
 
 
+@contextmanager
+def _named(loss):
+    """Prefix argument errors with the loss's name: ``GHMC: bins must be an int >= 1, got 0``
+    (a config names the loss by ``type``, so the message says which entry to fix)."""
+    try:
+        yield
+    except (ValueError, TypeError) as e:
+        prefix = f"{type(loss).__name__}: "
+        if str(e).startswith(prefix):
+            raise
+        raise type(e)(prefix + str(e)) from e
+
+
 def _check_reduction(name: str, value, allow_none: bool = False) -> None:
-    if (value is None and allow_none) or value in REDUCTIONS:
-        return
-    raise ValueError(f"{name} must be one of {REDUCTIONS}"
-                     f"{' or None' if allow_none else ''}, got {value!r}")
+    check_choice(name, value, ((None,) if allow_none else ()) + REDUCTIONS)
 
 
 def _check_loss_weight(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise ValueError(f"loss_weight must be a number, got {value!r}")
-    return float(value)
+    return check_number("loss_weight", value)
 
 
-def _check_bool(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return value
+_check_bool = check_bool
+
+
+def _check_alpha(alpha, alpha_mode, kind, background_index=None) -> None:
+    """Validate an alpha setting without knowing the number of classes: a per-class alpha
+    is checked against its own length (the head's class count is checked at the call)."""
+    if alpha is None or is_scalar(alpha):
+        n = 2 if background_index is None or background_index < 0 else background_index + 1
+    else:
+        try:
+            n = len(alpha)
+        except TypeError:
+            n = 1
+    if kind == "softmax" and background_index is None:
+        background_index = n - 1
+    resolve_alpha(alpha, n, kind=kind, alpha_mode=alpha_mode,
+                  background_index=background_index if kind == "softmax" else None)
 
 
 def _check_not_activated(activated) -> None:
@@ -87,31 +109,32 @@ class SigmoidFocalLoss(nn.Module):
                  alpha_mode: str = "paper", reduction: str = "mean", loss_weight: float = 1.0,
                  activated: bool = False, impl: str = "auto"):
         super().__init__()
-        if not _check_bool("use_sigmoid", use_sigmoid):
-            raise ValueError("SigmoidFocalLoss needs use_sigmoid=True (use SoftmaxFocalLoss for "
-                             "a softmax classifier), got use_sigmoid=False")
-        _check_not_activated(activated)
-        _check_reduction("reduction", reduction)
-        self.use_sigmoid = True
-        self.activated = False
-        self.gamma = gamma
-        self.alpha = alpha
-        self.alpha_mode = alpha_mode
-        self.reduction = reduction
-        self.loss_weight = _check_loss_weight(loss_weight)
-        self.impl = impl
-        # let the core validate gamma / alpha / alpha_mode / impl now, not at the first step
-        sigmoid_focal_loss(torch.zeros(1, 1), torch.zeros(1, 1), alpha=alpha, gamma=gamma,
-                           alpha_mode=alpha_mode, impl=impl)
+        with _named(self):
+            if not _check_bool("use_sigmoid", use_sigmoid):
+                raise ValueError("needs use_sigmoid=True (use SoftmaxFocalLoss for a softmax "
+                                 "classifier), got use_sigmoid=False")
+            _check_not_activated(activated)
+            _check_reduction("reduction", reduction)
+            self.use_sigmoid = True
+            self.activated = False
+            self.gamma = check_number("gamma", gamma, lo=0.0)
+            _check_alpha(alpha, alpha_mode, "sigmoid")
+            self.alpha = alpha
+            self.alpha_mode = alpha_mode
+            self.reduction = reduction
+            self.loss_weight = _check_loss_weight(loss_weight)
+            check_choice("impl", impl, IMPLS)
+            self.impl = impl
 
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
                 avg_factor: Optional[float] = None,
                 reduction_override: Optional[str] = None) -> Tensor:
-        _check_reduction("reduction_override", reduction_override, allow_none=True)
-        loss = sigmoid_focal_loss(pred, target, weight, alpha=self.alpha, gamma=self.gamma,
-                                  alpha_mode=self.alpha_mode,
-                                  reduction=reduction_override or self.reduction,
-                                  avg_factor=avg_factor, impl=self.impl)
+        with _named(self):
+            _check_reduction("reduction_override", reduction_override, allow_none=True)
+            loss = sigmoid_focal_loss(pred, target, weight, alpha=self.alpha, gamma=self.gamma,
+                                      alpha_mode=self.alpha_mode,
+                                      reduction=reduction_override or self.reduction,
+                                      avg_factor=avg_factor, impl=self.impl)
         return self.loss_weight * loss
 
 
@@ -133,29 +156,25 @@ class SoftmaxFocalLoss(_SoftmaxHooks, nn.Module):
                  ignore_index: int = -100, reduction: str = "mean", loss_weight: float = 1.0,
                  activated: bool = False, impl: str = "auto"):
         super().__init__()
-        if _check_bool("use_sigmoid", use_sigmoid):
-            raise ValueError("SoftmaxFocalLoss needs use_sigmoid=False (use SigmoidFocalLoss "
-                             "for a sigmoid classifier), got use_sigmoid=True")
-        _check_not_activated(activated)
-        _check_reduction("reduction", reduction)
-        if background_index is not None and (isinstance(background_index, bool)
-                                             or not isinstance(background_index, int)):
-            raise ValueError(f"background_index must be an int or None, got {background_index!r}")
-        self.use_sigmoid = False
-        self.activated = False
-        self.gamma = gamma
-        self.alpha = alpha
-        self.alpha_mode = alpha_mode
-        self.background_index = background_index
-        self.ignore_index = ignore_index
-        self.reduction = reduction
-        self.loss_weight = _check_loss_weight(loss_weight)
-        self.impl = impl
-        n = 2 if alpha is None or isinstance(alpha, (int, float)) else len(alpha)
-        softmax_focal_loss(torch.zeros(1, n), torch.zeros(1, dtype=torch.long), alpha=alpha,
-                           gamma=gamma, alpha_mode=alpha_mode,
-                           background_index=n - 1 if background_index is None else background_index,
-                           ignore_index=ignore_index, impl=impl)
+        with _named(self):
+            if _check_bool("use_sigmoid", use_sigmoid):
+                raise ValueError("needs use_sigmoid=False (use SigmoidFocalLoss for a sigmoid "
+                                 "classifier), got use_sigmoid=True")
+            _check_not_activated(activated)
+            _check_reduction("reduction", reduction)
+            self.use_sigmoid = False
+            self.activated = False
+            self.gamma = check_number("gamma", gamma, lo=0.0)
+            self.background_index = check_int("background_index", background_index,
+                                              allow_none=True)
+            _check_alpha(alpha, alpha_mode, "softmax", self.background_index)
+            self.alpha = alpha
+            self.alpha_mode = alpha_mode
+            self.ignore_index = check_int("ignore_index", ignore_index)
+            self.reduction = reduction
+            self.loss_weight = _check_loss_weight(loss_weight)
+            check_choice("impl", impl, IMPLS)
+            self.impl = impl
 
     def init_weights(self) -> None:
         """Called by mmengine right after the holding head's ``init_cfg``: gives a dense
@@ -167,13 +186,14 @@ class SoftmaxFocalLoss(_SoftmaxHooks, nn.Module):
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
                 avg_factor: Optional[float] = None,
                 reduction_override: Optional[str] = None) -> Tensor:
-        _check_reduction("reduction_override", reduction_override, allow_none=True)
-        bg = pred.shape[-1] - 1 if self.background_index is None else self.background_index
-        loss = softmax_focal_loss(pred, target, weight, alpha=self.alpha, gamma=self.gamma,
-                                  alpha_mode=self.alpha_mode, background_index=bg,
-                                  ignore_index=self.ignore_index,
-                                  reduction=reduction_override or self.reduction,
-                                  avg_factor=avg_factor, impl=self.impl)
+        with _named(self):
+            _check_reduction("reduction_override", reduction_override, allow_none=True)
+            bg = pred.shape[-1] - 1 if self.background_index is None else self.background_index
+            loss = softmax_focal_loss(pred, target, weight, alpha=self.alpha, gamma=self.gamma,
+                                      alpha_mode=self.alpha_mode, background_index=bg,
+                                      ignore_index=self.ignore_index,
+                                      reduction=reduction_override or self.reduction,
+                                      avg_factor=avg_factor, impl=self.impl)
         return self.loss_weight * loss
 
 
@@ -193,10 +213,11 @@ class _GHMForward:
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
                 avg_factor: Optional[float] = None,
                 reduction_override: Optional[str] = None) -> Tensor:
-        _check_reduction("reduction_override", reduction_override, allow_none=True)
-        return super().forward(pred, target, weight,
-                               avg_factor=avg_factor if self.use_avg_factor else None,
-                               reduction_override=reduction_override)
+        with _named(self):
+            _check_reduction("reduction_override", reduction_override, allow_none=True)
+            return super().forward(pred, target, weight,
+                                   avg_factor=avg_factor if self.use_avg_factor else None,
+                                   reduction_override=reduction_override)
 
 
 class GHMC(_GHMForward, core.GHMC):
@@ -211,12 +232,13 @@ class GHMC(_GHMForward, core.GHMC):
     def __init__(self, bins: int = 10, momentum: float = 0.0, use_sigmoid: bool = True,
                  loss_weight: float = 1.0, reduction: str = "mean", distributed="auto",
                  use_avg_factor: bool = False, ema: str = "nonempty", ignore_index: int = -100):
-        _check_bool("use_sigmoid", use_sigmoid)
-        _check_reduction("reduction", reduction)
-        super().__init__(bins=bins, momentum=momentum, use_sigmoid=use_sigmoid,
-                         loss_weight=_check_loss_weight(loss_weight), reduction=reduction,
-                         distributed=distributed, ema=ema, ignore_index=ignore_index)
-        self.use_avg_factor = _check_bool("use_avg_factor", use_avg_factor)
+        with _named(self):
+            _check_bool("use_sigmoid", use_sigmoid)
+            _check_reduction("reduction", reduction)
+            super().__init__(bins=bins, momentum=momentum, use_sigmoid=use_sigmoid,
+                             loss_weight=_check_loss_weight(loss_weight), reduction=reduction,
+                             distributed=distributed, ema=ema, ignore_index=ignore_index)
+            self.use_avg_factor = _check_bool("use_avg_factor", use_avg_factor)
         softmax = not use_sigmoid
         self.custom_cls_channels = False
         self.custom_activation = softmax
@@ -240,11 +262,12 @@ class GHMR(_GHMForward, core.GHMR):
     def __init__(self, mu: float = 0.02, bins: int = 10, momentum: float = 0.0,
                  loss_weight: float = 1.0, reduction: str = "mean", distributed="auto",
                  use_avg_factor: bool = False, ema: str = "nonempty"):
-        _check_reduction("reduction", reduction)
-        super().__init__(mu=mu, bins=bins, momentum=momentum,
-                         loss_weight=_check_loss_weight(loss_weight), reduction=reduction,
-                         distributed=distributed, ema=ema)
-        self.use_avg_factor = _check_bool("use_avg_factor", use_avg_factor)
+        with _named(self):
+            _check_reduction("reduction", reduction)
+            super().__init__(mu=mu, bins=bins, momentum=momentum,
+                             loss_weight=_check_loss_weight(loss_weight), reduction=reduction,
+                             distributed=distributed, ema=ema)
+            self.use_avg_factor = _check_bool("use_avg_factor", use_avg_factor)
 
 
 class ASL1Loss(nn.Module):
@@ -252,16 +275,18 @@ class ASL1Loss(nn.Module):
 
     def __init__(self, mu: float = 0.02, reduction: str = "mean", loss_weight: float = 1.0):
         super().__init__()
-        _check_reduction("reduction", reduction)
-        self.mu = mu
-        self.reduction = reduction
-        self.loss_weight = _check_loss_weight(loss_weight)
-        asl1_loss(torch.zeros(1), torch.zeros(1), mu=mu)
+        with _named(self):
+            _check_reduction("reduction", reduction)
+            self.mu = check_number("mu", mu, lo=0.0, lo_open=True)
+            self.reduction = reduction
+            self.loss_weight = _check_loss_weight(loss_weight)
 
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
                 avg_factor: Optional[float] = None,
                 reduction_override: Optional[str] = None) -> Tensor:
-        _check_reduction("reduction_override", reduction_override, allow_none=True)
-        loss = asl1_loss(pred, target, weight, mu=self.mu,
-                         reduction=reduction_override or self.reduction, avg_factor=avg_factor)
+        with _named(self):
+            _check_reduction("reduction_override", reduction_override, allow_none=True)
+            loss = asl1_loss(pred, target, weight, mu=self.mu,
+                             reduction=reduction_override or self.reduction,
+                             avg_factor=avg_factor)
         return self.loss_weight * loss

@@ -36,7 +36,7 @@ def test_ghmc_matches_mmdet_over_calls(momentum, zero_weights, bins, impl):
         o.sum().backward()
         torch.testing.assert_close(xo.grad, xr.grad)
     if momentum:
-        torch.testing.assert_close(ours.acc_sum, ref.acc_sum)
+        torch.testing.assert_close(ours.acc_sum, ref.acc_sum, check_dtype=False)
 
 
 def test_ghmc_matches_mmdet_one_hot_targets_and_elementwise_weights():
@@ -86,7 +86,7 @@ def test_ghmr_matches_mmdet_over_calls(momentum):
         r.sum().backward()
         torch.testing.assert_close(xo.grad, xr.grad)
     if momentum:
-        torch.testing.assert_close(ours.acc_sum, ref.acc_sum)
+        torch.testing.assert_close(ours.acc_sum, ref.acc_sum, check_dtype=False)
 
 
 def test_ghmr_avg_factor_honoured():
@@ -216,13 +216,13 @@ def test_plain_ema_option():
     m = GHMC(bins=2, momentum=0.5, ema="all")
     x = torch.tensor([[-5.0], [-5.0]])  # g ~ 0: bin 0 only
     m(x, torch.zeros(2, 1))
-    torch.testing.assert_close(m.acc_sum, torch.tensor([1.0, 0.0]))
+    torch.testing.assert_close(m.acc_sum, torch.tensor([1.0, 0.0], dtype=torch.float64))
     m(torch.tensor([[5.0]]), torch.zeros(1, 1))  # g ~ 1: bin 1 only; bin 0 decays too
-    torch.testing.assert_close(m.acc_sum, torch.tensor([0.5, 0.5]))
+    torch.testing.assert_close(m.acc_sum, torch.tensor([0.5, 0.5], dtype=torch.float64))
     d = GHMC(bins=2, momentum=0.5)
     d(x, torch.zeros(2, 1))
     d(torch.tensor([[5.0]]), torch.zeros(1, 1))  # mmdet rule: empty bin 0 keeps its value
-    torch.testing.assert_close(d.acc_sum, torch.tensor([1.0, 0.5]))
+    torch.testing.assert_close(d.acc_sum, torch.tensor([1.0, 0.5], dtype=torch.float64))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -262,3 +262,62 @@ def test_gradcheck_ghm_and_asl1():
     assert torch.autograd.gradcheck(lambda p: GHMR(mu=0.5, bins=5)(p, y), (x,))
     w = torch.rand(12, 1, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda p: asl1_loss(p, y, w), (x,))
+
+
+# ---- exact counts at COCO scale (one RetinaNet P3 level is ~24M elements per call)
+
+BIG = 20_971_520            # 2^24 + 2^22: more than float32 can count one by one
+
+
+def _big_cases():
+    """(name, build module, make (pred, target), per-element loss): every input lands in
+    one bin. The reference path serves float targets, softmax and GHM-R; integer labels
+    take the CPU fast path."""
+    import math
+    asl1 = math.sqrt(0.5 ** 2 + 0.02 ** 2) - 0.02
+    lab_rows = BIG // 80
+    return {
+        # integer labels, all background: the CPU fast path on "auto"
+        "sigmoid labels (CPU fast path)": (
+            lambda m: GHMC(momentum=m), lambda: (torch.zeros(lab_rows, 80),
+                                                 torch.full((lab_rows,), 80)), math.log(2)),
+        "sigmoid float targets": (
+            lambda m: GHMC(momentum=m), lambda: (torch.zeros(lab_rows, 80),
+                                                 torch.zeros(lab_rows, 80)), math.log(2)),
+        "softmax": (
+            lambda m: GHMC(momentum=m, use_sigmoid=False),
+            lambda: (torch.zeros(BIG // 2, 2), torch.zeros(BIG // 2, dtype=torch.long)),
+            math.log(2)),
+        "ghmr": (lambda m: GHMR(momentum=m),
+                 lambda: (torch.full((BIG // 4, 4), 0.5), torch.zeros(BIG // 4, 4)), asl1),
+    }
+
+
+@pytest.mark.parametrize("case", list(_big_cases()))
+def test_counts_exact_beyond_2_24_in_one_bin(case):
+    make, batch, per_element = _big_cases()[case]
+    pred, target = batch()
+    n = pred.numel() if case != "softmax" else pred.shape[0]
+    # momentum 0.5, first call: the EMA holds exactly half the count in the one non-empty
+    # bin, so every weight is tot / (n / 2) = 2 and the mean is twice the per-element loss
+    # (float32 counting stopped at 2^24: weight 2.5)
+    m = make(0.5)
+    out = m(pred, target)
+    assert abs(out.item() - 2 * per_element) < 1e-5 * per_element, out.item()
+    assert m.acc_sum.dtype == torch.float64
+    assert m.acc_sum.max().item() == n * 0.5 and (m.acc_sum > 0).sum().item() == 1
+
+
+def test_per_bin_counts_and_ema_exact_in_float64():
+    m = GHMC(bins=2, momentum=0.75)
+    counts = torch.tensor([2 ** 40 + 1, 3])               # int64, as every path gives them
+    w, tot, _ = m._per_bin(counts, torch.tensor(2 ** 40 + 4))
+    assert m.acc_sum.tolist() == [0.25 * (2 ** 40 + 1), 0.75]
+    assert tot.dtype == torch.float32
+
+
+def test_ema_state_stays_float64_under_half_and_loads_mmdet_fp32_state():
+    m = GHMC(momentum=0.5).half()
+    assert m.acc_sum.dtype == torch.float64
+    m.load_state_dict({"edges": m.edges, "acc_sum": torch.arange(10, dtype=torch.float32)})
+    assert m.acc_sum.dtype == torch.float64 and m.acc_sum[9].item() == 9.0

@@ -398,3 +398,27 @@ def test_fcos_trains_with_ghmr_box_loss():
     assert set(losses) == {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr"}
     acc = model.box_loss.ghm.acc_sum
     assert acc.sum() > 0     # the EMA of GHM-R's bin counts moved off zero
+
+
+@pytest.mark.parametrize("field, value", [
+    ("GAMMA", float("inf")), ("LOSS_WEIGHT", float("inf")), ("ALPHA", float("inf")),
+    ("GAMMA", True), ("GAMMA", "2.0")])
+def test_non_finite_or_mistyped_values_raise_naming_the_key(field, value):
+    node = add_focal_plugins_config(d2_get_cfg()).MODEL.FOCAL_PLUGINS.ROI_BOX_HEAD.CLS_LOSS
+    node.NAME = "SoftmaxFocalLoss"
+    key = "MODEL.FOCAL_PLUGINS.ROI_BOX_HEAD.CLS_LOSS"
+    with pytest.raises(ValueError, match=rf"{key}\.{field}.*{value!r}"):
+        build_loss(node, key=key, **{field.lower(): value})
+
+
+def test_numpy_values_and_direct_construction_checked():
+    import numpy as np
+    loss = build_loss(name="GHMC", bins=np.int64(7), momentum=np.float32(0.5))
+    assert loss.ghm.bins == 7 and loss.ghm.momentum == 0.5
+    assert build_loss(name="SigmoidFocalLoss", gamma=np.float32(1.5)).gamma == 1.5
+    with pytest.raises(ValueError, match="BINS.*True"):
+        build_loss(name="GHMC", bins=True)
+    with pytest.raises(ValueError, match="gamma.*inf"):
+        fpd2.losses.SigmoidFocalLoss(gamma=float("inf"))
+    with pytest.raises(ValueError, match="mu.*-1"):
+        fpd2.losses.ASL1Loss(mu=-1.0)

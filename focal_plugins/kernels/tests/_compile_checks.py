@@ -64,7 +64,8 @@ def _record():
     C.wrap_kernels(record)
     gen = torch.Generator().manual_seed(0)
     for check in (C.check_sigmoid_focal, C.check_sigmoid_focal_lowp, C.check_softmax_focal,
-                  C.check_ghm, C.check_float_targets):
+                  C.check_ghm, C.check_float_targets, C.check_counts, C.check_robust,
+                  C.check_nan):
         check(gen)
     _low_precision_launches(gen)
     _wide_launches(gen)

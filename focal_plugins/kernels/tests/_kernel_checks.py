@@ -210,6 +210,158 @@ def check_ghm(gen):
         close(f"ghmr {red} grad", ref_grad(out, x, go), ref_grad(ref, x, go))
 
 
+def check_counts(gen):
+    """The histogram passes count in int64, equal to the reference's integer counts."""
+    import focal_plugins as fp
+    N, C, bins = 700, 9, 10
+    x = (torch.randn(N, C, generator=gen) * 3).to(DEVICE)
+    lab = torch.randint(0, C + 1, (N,), generator=gen).to(DEVICE)
+    lw = (torch.rand(N, generator=gen) > 0.3).float().to(DEVICE)
+    m = fp.GHMC(bins=bins, impl="reference").to(DEVICE)
+    tf = (lab[:, None] == torch.arange(C, device=DEVICE)).float()
+    g = (x.sigmoid() - tf).abs()
+    _, want, _ = m._bin_counts(g, (lw[:, None] > 0).float().expand(N, C))
+    got, _ = _triton.ghm_elem_hist(x, lab, lw, m.edges, bins, 0)
+    assert got.dtype == torch.int64 and torch.equal(got, want), (got, want)
+    xs = x[:, :4].contiguous()
+    ls = lab.clamp(max=3)
+    ms = fp.GHMC(bins=bins, use_sigmoid=False, impl="reference").to(DEVICE)
+    loss, gs, lws = ms._elements(xs, ls, lw)
+    _, want, _ = ms._bin_counts(gs, (lws > 0).float())
+    got, _ = _triton.ghm_rows_hist(xs, ls, lw, ms.edges, bins, -100)
+    assert got.dtype == torch.int64 and torch.equal(got, want), (got, want)
+    global N_CHECKS
+    N_CHECKS += 2
+
+
+def check_robust(gen):
+    """Extreme and infinite logits, 0 < gamma < 1: the fused path equals the reference and
+    stays finite where the limits are finite (x = +inf with t = 1, x = -inf with t = 0; a
+    -inf logit on a softmax class that is not the target)."""
+    import focal_plugins as fp
+    inf = float("inf")
+    ext = torch.tensor([-1e4, -200.0, -88.0, -30.0, -17.0, 0.0, 17.0, 30.0, 88.0, 200.0, 1e4])
+    N, C = 64, ext.numel()
+    x = ext[torch.stack([torch.randperm(C, generator=gen) for _ in range(N)])].to(DEVICE)
+    lab = torch.randint(0, C + 1, (N,), generator=gen).to(DEVICE)
+    onehot = (lab[:, None] == torch.arange(C, device=DEVICE)).float()
+    slab = lab.clamp(max=C - 1)
+    # infinite logits where the limit is finite, on the label's own column and elsewhere
+    xi = x.clone()
+    rows = torch.arange(N, device=DEVICE)
+    has = lab < C
+    xi[rows[has], lab[has]] = inf
+    xi[::3, 0] = torch.where(lab[::3] == 0, inf, -inf)
+    for gamma in (0.25, 0.5, 0.9, 2.0):
+        calls = {
+            "sigmoid labels": lambda x, impl: fp.sigmoid_focal_loss(x, lab, gamma=gamma,
+                                                                     reduction="sum", impl=impl),
+            "sigmoid float": lambda x, impl: fp.sigmoid_focal_loss(x, onehot, gamma=gamma,
+                                                                    reduction="sum", impl=impl),
+            "softmax": lambda x, impl: fp.softmax_focal_loss(x, slab, gamma=gamma,
+                                                              reduction="sum", impl=impl),
+            "ghmc": lambda x, impl: fp.GHMC(impl=impl).to(DEVICE)(x, lab),
+            "ghmc float": lambda x, impl: fp.GHMC(impl=impl).to(DEVICE)(x, onehot),
+        }
+        for name, call in calls.items():
+            for tag, xx in (("extreme", x), ("inf", xi)):
+                if tag == "inf" and name == "softmax":
+                    continue               # +inf softmax logits: NaN, as F.cross_entropy
+                a = xx.clone().requires_grad_()
+                b = xx.clone().requires_grad_()
+                fa, fb = call(a, "fused"), call(b, "reference")
+                fa.backward()
+                fb.backward()
+                close(f"robust {name} {tag} g={gamma} loss", fa, fb)
+                close(f"robust {name} {tag} g={gamma} grad", a.grad, b.grad)
+    # softmax: -inf on classes that are not the target (masked classes)
+    xm = x.clone()
+    xm[:, 1:4] = -inf
+    sl = torch.where((slab >= 1) & (slab < 4), 0, slab)
+    for gamma in (0.5, 2.0):
+        a, b = xm.clone().requires_grad_(), xm.clone().requires_grad_()
+        fa = fp.softmax_focal_loss(a, sl, gamma=gamma, impl="fused")
+        fb = fp.softmax_focal_loss(b, sl, gamma=gamma, impl="reference")
+        fa.backward()
+        fb.backward()
+        close(f"robust softmax masked g={gamma} loss", fa, fb)
+        close(f"robust softmax masked g={gamma} grad", a.grad, b.grad)
+
+
+def check_nan(gen):
+    """NaN logits in GHM: the fused path gives NaN exactly where the reference does (that
+    element's loss and gradient, any reduced loss) and the same values everywhere else."""
+    import focal_plugins as fp
+    N, C = 150, 9
+    x = (torch.randn(N, C, generator=gen) * 3)
+    nan = torch.rand(N, C, generator=gen) < 0.05
+    x[nan] = float("nan")
+    x = x.to(DEVICE)
+    lab = torch.randint(0, C + 1, (N,), generator=gen).to(DEVICE)
+    lw = (torch.rand(N, generator=gen) > 0.2).float().to(DEVICE)
+    onehot = (lab[:, None] == torch.arange(C, device=DEVICE)).float()
+    y = torch.zeros(N, C, device=DEVICE)
+    calls = {
+        "ghmc labels": lambda m, x, red: m(x, lab, lw, reduction_override=red),
+        "ghmc float": lambda m, x, red: m(x, onehot, lw, reduction_override=red),
+        "ghmc softmax": lambda m, x, red: m(x, lab.clamp(max=C - 1), lw, reduction_override=red),
+        "ghmr": lambda m, x, red: m(x, y, reduction_override=red),
+    }
+    mods = {"ghmc labels": lambda i: fp.GHMC(momentum=0.75, impl=i),
+            "ghmc float": lambda i: fp.GHMC(momentum=0.75, impl=i),
+            "ghmc softmax": lambda i: fp.GHMC(use_sigmoid=False, momentum=0.75, impl=i),
+            "ghmr": lambda i: fp.GHMR(mu=0.5, momentum=0.75, impl=i)}
+    global N_CHECKS
+    for name, call in calls.items():
+        mf, mr = mods[name]("fused").to(DEVICE), mods[name]("reference").to(DEVICE)
+        for red in ("none", "mean", "sum"):
+            a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+            fa, fb = call(mf, a, red), call(mr, b, red)
+            fa.sum().backward()
+            fb.sum().backward()
+            for what, u, v in (("loss", fa, fb), ("grad", a.grad, b.grad), ("state", mf.acc_sum,
+                                                                              mr.acc_sum)):
+                u, v = u.detach().double().cpu(), v.detach().double().cpu()
+                assert torch.equal(torch.isnan(u), torch.isnan(v)), f"{name} {red} {what} NaN"
+                ok = ~torch.isnan(v)
+                if what == "state":
+                    assert ok.all(), f"{name}: NaN in the EMA state"
+                if ok.any():
+                    close(f"nan {name} {red} {what}", u[ok], v[ok])
+            assert torch.isnan(fb).any(), name
+            N_CHECKS += 1
+
+
+def check_autograd(gen):
+    """The Triton path backpropagates twice through one graph (retain_graph=True) with the
+    same gradient each time; double backward is a clear error naming impl='reference'."""
+    import focal_plugins as fp
+    N, C = 100, 7
+    x = (torch.randn(N, C, generator=gen) * 3).to(DEVICE).requires_grad_()
+    lab = torch.randint(0, C + 1, (N,), generator=gen).to(DEVICE)
+    y = torch.zeros(N, C, device=DEVICE)
+    calls = [lambda: fp.sigmoid_focal_loss(x, lab, impl="fused"),
+             lambda: fp.softmax_focal_loss(x, lab.clamp(max=C - 1), impl="fused"),
+             lambda: fp.GHMC(impl="fused")(x, lab),
+             lambda: fp.GHMC(use_sigmoid=False, impl="fused")(x, lab.clamp(max=C - 1)),
+             lambda: fp.GHMR(impl="fused")(x, y)]
+    global N_CHECKS
+    for i, call in enumerate(calls):
+        x.grad = None
+        out = call()
+        out.backward(retain_graph=True)
+        first = x.grad.clone()
+        out.backward()
+        close(f"autograd twice {i}", x.grad, 2 * first)
+        try:
+            torch.autograd.grad(call(), x, create_graph=True)
+        except RuntimeError as e:
+            assert "double backward" in str(e) and "impl='reference'" in str(e), e
+        else:
+            raise AssertionError(f"double backward through fused call {i} did not raise")
+        N_CHECKS += 1
+
+
 def check_public(gen):
     """impl="fused" vs impl="reference" through the public functions and modules."""
     import focal_plugins as fp
@@ -455,10 +607,12 @@ def check_budget(gen):
 def main():
     assert KK.triton_usable(torch.empty(1, device=DEVICE)), "triton not usable here"
     gen = torch.Generator().manual_seed(0)
-    extra = sys.argv[2:] or ["sigmoid", "lowp", "softmax", "ghm", "public", "float", "budget"]
+    extra = sys.argv[2:] or ["sigmoid", "lowp", "softmax", "ghm", "counts", "robust", "nan",
+                             "autograd", "public", "float", "budget"]
     checks = {"sigmoid": check_sigmoid_focal, "lowp": check_sigmoid_focal_lowp,
-              "softmax": check_softmax_focal, "ghm": check_ghm, "public": check_public,
-              "float": check_float_targets, "budget": check_budget}
+              "softmax": check_softmax_focal, "ghm": check_ghm, "counts": check_counts,
+              "robust": check_robust, "nan": check_nan, "autograd": check_autograd,
+              "public": check_public, "float": check_float_targets, "budget": check_budget}
     for name in extra:
         checks[name](gen)
         print(f"{name}: ok", flush=True)

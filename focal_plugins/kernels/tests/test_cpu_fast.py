@@ -297,3 +297,43 @@ def test_ghmc_cpu_float_targets_match_reference(lwkind, reduction):
         close(acc, acc_ref)
         go = torch.rand(ref.shape, generator=gen) + 0.5
         close(torch.autograd.grad(out, x, go)[0], torch.autograd.grad(ref, x, go)[0])
+
+
+def _fast_losses():
+    import focal_plugins as fp
+    N, C = 40, 6
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(N, C, generator=gen) * 3
+    lab = torch.randint(0, C + 1, (N,), generator=gen)
+    return x, {
+        "sigmoid_focal_loss": lambda x, impl: fp.sigmoid_focal_loss(x, lab, impl=impl),
+        "GHMC": lambda x, impl: fp.GHMC(impl=impl)(x, lab),
+    }
+
+
+@pytest.mark.parametrize("name", ["sigmoid_focal_loss", "GHMC"])
+def test_backward_twice_is_a_clear_error_and_works_on_the_reference(name):
+    x, calls = _fast_losses()
+    a = x.clone().requires_grad_()
+    out = calls[name](a, "fused")
+    out.backward(retain_graph=True)
+    first = a.grad.clone()
+    with pytest.raises(RuntimeError, match=r"second backward.*impl='reference'"):
+        out.backward()
+    b = x.clone().requires_grad_()
+    ref = calls[name](b, "reference")
+    ref.backward(retain_graph=True)
+    ref.backward()
+    close(b.grad, 2 * first)
+
+
+@pytest.mark.parametrize("name", ["sigmoid_focal_loss", "GHMC"])
+def test_double_backward_is_a_clear_error_and_works_on_the_reference(name):
+    x, calls = _fast_losses()
+    a = x.clone().requires_grad_()
+    with pytest.raises(RuntimeError, match=r"double backward.*impl='reference'"):
+        torch.autograd.grad(calls[name](a, "fused"), a, create_graph=True)
+    b = x.clone().requires_grad_().double()
+    g, = torch.autograd.grad(calls[name](b, "reference"), b, create_graph=True)
+    h, = torch.autograd.grad(g.pow(2).sum(), b)
+    assert torch.isfinite(h).all() and h.abs().sum() > 0

@@ -35,8 +35,9 @@ def _run(device, *checks):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_TRITON, reason="triton not installed")
-@pytest.mark.parametrize("checks", [("sigmoid", "lowp"), ("softmax",), ("ghm",), ("public",),
-                                    ("float",), ("budget",)])
+@pytest.mark.parametrize("checks", [("sigmoid", "lowp"), ("softmax",), ("ghm", "counts"),
+                                    ("robust", "nan", "autograd"), ("public",), ("float",),
+                                    ("budget",)])
 def test_kernels_match_reference_interpreter(checks):
     _run("cpu", *checks)
 

@@ -154,8 +154,10 @@ def test_retinanet_head_plugin_ghm_equals_mmdet_ghm():
             assert a[k].shape == (5,)  # one value per FPN level
             torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
         assert (a["loss_cls"] > 0).all() and a["loss_bbox"].sum() > 0
-    torch.testing.assert_close(pairs["plugin"][0].acc_sum, pairs["mmdet"][0].acc_sum)
-    torch.testing.assert_close(pairs["plugin"][1].acc_sum, pairs["mmdet"][1].acc_sum)
+    torch.testing.assert_close(pairs["plugin"][0].acc_sum, pairs["mmdet"][0].acc_sum,
+                               check_dtype=False)   # ours float64 (exact counts), mmdet fp32
+    torch.testing.assert_close(pairs["plugin"][1].acc_sum, pairs["mmdet"][1].acc_sum,
+                               check_dtype=False)   # ours float64 (exact counts), mmdet fp32
 
 
 @pytest.mark.slow

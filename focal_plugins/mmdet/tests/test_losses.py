@@ -80,7 +80,7 @@ def test_ghmc_equals_mmdet_over_calls_with_momentum():
         # mmdet ignores avg_factor; so does the wrapper by default
         torch.testing.assert_close(mine(pred, labels, lw, avg_factor=5.0),
                                    ref(pred, labels, lw, avg_factor=5.0))
-    torch.testing.assert_close(mine.acc_sum, ref.acc_sum)
+    torch.testing.assert_close(mine.acc_sum, ref.acc_sum, check_dtype=False)
 
 
 def test_ghmc_without_label_weight_and_use_avg_factor():
@@ -101,7 +101,7 @@ def test_ghmr_equals_mmdet_on_box_deltas_over_calls():
         w = (torch.rand(N, 1, generator=g) > 0.6).float().expand(N, 4)  # positives only
         torch.testing.assert_close(mine(pred, target, w, avg_factor=9.0),
                                    ref(pred, target, w, avg_factor=9.0))
-    torch.testing.assert_close(mine.acc_sum, ref.acc_sum)
+    torch.testing.assert_close(mine.acc_sum, ref.acc_sum, check_dtype=False)
 
 
 def test_asl1_weight_and_avg_factor_pass_through():
@@ -152,3 +152,60 @@ def test_bad_reduction_override_raises():
                 loss(pred, pred, reduction_override="avg")
             else:
                 loss(pred, labels, lw, reduction_override="avg")
+
+
+@pytest.mark.parametrize("cls, kwargs, message", [
+    (GHMC, dict(bins=0), "GHMC: bins must be an int >= 1, got 0"),
+    (GHMC, dict(use_sigmoid="False"), "GHMC: use_sigmoid must be True or False, got 'False'"),
+    (GHMR, dict(mu=float("inf")), "GHMR: mu must be"),
+    (GHMR, dict(loss_weight=float("inf")), "GHMR: loss_weight must be a finite number, got inf"),
+    (SigmoidFocalLoss, dict(gamma=float("inf")), "SigmoidFocalLoss: gamma must be"),
+    (SigmoidFocalLoss, dict(alpha=[0.1, 1.5]), "SigmoidFocalLoss: alpha must lie in [0, 1]"),
+    (SigmoidFocalLoss, dict(impl="cuda"), "SigmoidFocalLoss: impl must be one of"),
+    (SoftmaxFocalLoss, dict(background_index=True), "SoftmaxFocalLoss: background_index must be an int"),
+    (SoftmaxFocalLoss, dict(ignore_index="x"), "SoftmaxFocalLoss: ignore_index must be an int"),
+    (ASL1Loss, dict(mu=0.0), "ASL1Loss: mu must be"),
+])
+def test_errors_name_the_loss(cls, kwargs, message):
+    with pytest.raises(ValueError) as info:
+        cls(**kwargs)
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_call_errors_name_the_loss():
+    pred, labels, lw = _batch()
+    for loss in (SigmoidFocalLoss(), GHMC(use_avg_factor=True)):
+        with pytest.raises(ValueError, match=rf"^{type(loss).__name__}: avg_factor .*-1"):
+            loss(pred, labels, lw, avg_factor=-1, reduction_override="mean")
+    with pytest.raises(ValueError, match=r"^ASL1Loss: weight must broadcast"):
+        ASL1Loss()(pred, pred, torch.ones(3))
+
+
+def test_sigmoid_focal_per_class_alpha_list_builds_and_matches_core():
+    # the README's class_frequency_alpha recipe in an mmdet sigmoid head
+    from focal_plugins import class_frequency_alpha, sigmoid_focal_loss
+    alpha = class_frequency_alpha([100, 10, 5, 50, 1]).tolist()
+    pred, labels, lw = _batch()
+    loss = MODELS.build(dict(type="SigmoidFocalLoss", use_sigmoid=True, alpha=alpha,
+                             alpha_mode="uniform"))
+    torch.testing.assert_close(loss(pred, labels, lw, avg_factor=5.0),
+                               sigmoid_focal_loss(pred, labels, lw, alpha=alpha,
+                                                  alpha_mode="uniform", avg_factor=5.0))
+    assert SigmoidFocalLoss(alpha=[0.1, 0.2, 0.3, 0.4, 0.5])(pred, labels).item() > 0
+    with pytest.raises(ValueError, match="SigmoidFocalLoss: alpha must have one entry per class"):
+        SigmoidFocalLoss(alpha=[0.1, 0.2])(pred, labels)
+
+
+def test_softmax_focal_float_alpha_with_explicit_background_index_builds():
+    pred, labels, _ = _batch(softmax=True)
+    loss = SoftmaxFocalLoss(alpha=0.25, background_index=C)
+    torch.testing.assert_close(loss(pred, labels), SoftmaxFocalLoss(alpha=0.25)(pred, labels))
+
+
+def test_numpy_settings_accepted():
+    import numpy as np
+    pred, labels, lw = _batch()
+    torch.testing.assert_close(
+        SigmoidFocalLoss(gamma=np.float32(2.0), alpha=np.float64(0.25))(pred, labels, lw),
+        SigmoidFocalLoss()(pred, labels, lw))
+    torch.testing.assert_close(GHMC(bins=np.int64(10))(pred, labels, lw), GHMC()(pred, labels, lw))
