@@ -183,16 +183,10 @@ def _sigmoid_weight(weight: Optional[Tensor], shape) -> Optional[Tensor]:
     broadcast to (N, C). Logits of any other shape: must broadcast to their shape."""
     if weight is None:
         return None
-    check_weight("weight", weight)
     if len(shape) != 2:
-        try:
-            ok = torch.broadcast_shapes(weight.shape, shape) == torch.Size(shape)
-        except RuntimeError:
-            ok = False
-        if not ok:
-            raise ValueError(f"weight of shape {tuple(weight.shape)} does not broadcast to the "
-                             f"loss shape {tuple(shape)}")
+        check_weight("weight", weight, shape)
         return weight
+    check_weight("weight", weight)
     N, C = shape
     if weight.dim() == 1 and weight.shape[0] == N:
         return weight.view(N, 1)

@@ -115,7 +115,8 @@ def test_integer_labels_are_the_2d_shortcut_only():
     torch.testing.assert_close(sigmoid_focal_loss(x1, b), sigmoid_focal_loss(x1, b.float()))
     with pytest.raises(ValueError, match=r"target must be shaped like pred \(6, 4, 2, 2\)"):
         sigmoid_focal_loss(torch.randn(6, 4, 2, 2), lab)
-    with pytest.raises(ValueError, match=r"weight of shape \(3,\) does not broadcast"):
+    with pytest.raises(ValueError,
+                       match=r"weight must broadcast to the loss shape \(2, 4, 5\), got shape \(3,\)"):
         sigmoid_focal_loss(torch.randn(2, 4, 5), torch.rand(2, 4, 5), torch.ones(3))
     with pytest.raises(ValueError, match="target values must lie in"):
         sigmoid_focal_loss(torch.randn(5), torch.full((5,), 1.5))
