@@ -99,7 +99,12 @@ def get_model_zoo_config(config_path: str):
     """A model-zoo config: a LazyConfig (``.py``) as ``LazyConfig.load`` gives it, or for a
     ``.yaml`` a :func:`get_cfg` config merged with it. Like
     ``detectron2.model_zoo.get_config(config_path)``."""
-    path = model_zoo_config_file(config_path)
+    return load_config_file(model_zoo_config_file(config_path))
+
+
+def load_config_file(path: str):
+    """A config file: a ``.py`` LazyConfig as ``LazyConfig.load`` gives it, or a ``.yaml``
+    merged into a :func:`get_cfg` config."""
     if path.endswith(".py"):
         return LazyConfig.load(path)
     cfg = get_cfg()

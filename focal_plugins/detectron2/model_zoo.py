@@ -9,11 +9,10 @@ reaches detectron2's own::
 Names are relative to the package's ``configs/detectron2`` folder. The package publishes no
 trained weights, so ``trained=True`` is refused.
 """
-from detectron2.config import LazyConfig
 
 from .. import configs
 from ..core._checks import check_choice
-from .config import get_cfg
+from .config import load_config_file
 
 __all__ = ["get_config_file", "get_config", "list_configs"]
 
@@ -39,9 +38,4 @@ def get_config(config_path: str, trained: bool = False):
     if trained:
         raise ValueError(f"trained={trained!r}: focal-plugins publishes no trained weights; "
                          "set MODEL.WEIGHTS (YACS) or train.init_checkpoint (LazyConfig)")
-    path = get_config_file(config_path)
-    if path.endswith(".py"):
-        return LazyConfig.load(path)
-    cfg = get_cfg()
-    cfg.merge_from_file(path)
-    return cfg
+    return load_config_file(get_config_file(config_path))
