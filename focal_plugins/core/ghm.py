@@ -103,6 +103,15 @@ class _GHM(nn.Module):
             self._buffers["acc_sum"] = acc.to(torch.float64)
         return self
 
+    def _follow(self, pred: Tensor) -> None:
+        """Moves the bin edges and the EMA state to pred's device when the module sits on
+        another (as mmdet's GHMC, a module left on the CPU takes CUDA logits); the EMA
+        state carries over."""
+        if self.edges.device != pred.device:
+            for k, b in self._buffers.items():
+                if b is not None:
+                    self._buffers[k] = b.to(pred.device)
+
     def _reduction(self, reduction_override):
         check_choice("reduction_override", reduction_override, (None,) + REDUCTIONS)
         return reduction_override or self.reduction
@@ -274,6 +283,7 @@ class GHMC(_GHM):
         reduction = self._reduction(reduction_override)
         avg_factor = check_avg_factor(avg_factor)
         check_floating("pred", pred)
+        self._follow(pred)
         if self.use_sigmoid and pred.dim() != 2:
             return self._any_shape(pred, target, label_weight, avg_factor, reduction)
         if pred.dim() != 2:
@@ -355,6 +365,7 @@ class GHMR(_GHM):
         reduction = self._reduction(reduction_override)
         avg_factor = check_avg_factor(avg_factor)
         check_floating("pred", pred)
+        self._follow(pred)
         check_floating("target", target)
         if target.shape != pred.shape:
             raise ValueError(f"target shape {tuple(target.shape)} does not match pred {tuple(pred.shape)}")

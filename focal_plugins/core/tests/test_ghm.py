@@ -321,3 +321,28 @@ def test_ema_state_stays_float64_under_half_and_loads_mmdet_fp32_state():
     assert m.acc_sum.dtype == torch.float64
     m.load_state_dict({"edges": m.edges, "acc_sum": torch.arange(10, dtype=torch.float32)})
     assert m.acc_sum.dtype == torch.float64 and m.acc_sum[9].item() == 9.0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+@pytest.mark.parametrize("impl", ["reference", "auto"])
+def test_module_left_on_cpu_follows_cuda_inputs(impl):
+    # as mmdet's GHMC, a module that was never .cuda()'d takes CUDA logits: its edges and
+    # EMA state move to the logits' device (and the EMA carries on), values unchanged
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 6, generator=gen)
+    lab = torch.randint(0, 7, (300,), generator=gen)
+    box = torch.randn(300, 4, generator=gen)
+    for make, args in ((lambda: GHMC(bins=10, momentum=0.75, impl=impl), (x, lab)),
+                       (lambda: GHMR(mu=0.1, bins=10, momentum=0.7, impl=impl),
+                        (x[:, :4], box))):
+        left, moved = make(), make().cuda()
+        for _ in range(3):
+            a = left(*(t.cuda() for t in args))
+            b = moved(*(t.cuda() for t in args))
+            torch.testing.assert_close(a, b)
+        assert left.acc_sum.device.type == "cuda" and left.edges.device.type == "cuda"
+        torch.testing.assert_close(left.acc_sum, moved.acc_sum)
+        ref = make()
+        for _ in range(3):
+            c = ref(*args)
+        torch.testing.assert_close(a.cpu(), c, rtol=1e-5, atol=1e-6)
