@@ -32,10 +32,17 @@ def _levels(n):
     return sizes + [max(1, n - sum(sizes))]
 
 
+SKIPPED = {}   # why a peer's rows are missing: "ExcType: message" -> times seen
+
+
 def _try(fn):
+    """fn(), or None where it raises (a peer library not installed, not built, or not
+    importable here): its rows are left out, and the reason is printed under the table."""
     try:
         return fn()
-    except Exception:   # a library that is not installed or not built: row skipped
+    except Exception as e:
+        why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
+        SKIPPED[why] = SKIPPED.get(why, 0) + 1
         return None
 
 
@@ -224,6 +231,8 @@ def run(device, sizes, repeats, dtypes, groups=None):
                 pk = "n/a" if peak is None else f"{peak:.1f}"
                 print(f"| {N}x{C} | {str(dt)[6:]} | {name} | {ms:.2f} | {min(times):.2f} | "
                       f"{ms / yard[group]:.2f} | {pk} |", flush=True)
+    for why, n in SKIPPED.items():
+        print(f"(rows left out {n}x, a peer call raised {why})")
     print(f"\n(after: {_load()})")
 
 
