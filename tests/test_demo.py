@@ -66,6 +66,19 @@ def test_overrides_reach_both_frameworks_commands():
     assert "overrides for every run: " in demo.make_table({}, ["bar"], args, "data")
 
 
+def test_overrides_name_the_row():
+    # a --set can change what the loss's label says (GHM-R's mu): the row names the override
+    summary = dict({m: (54.8, 1.4) for m in demo.METRICS}, train_time=(95.0, 0.5))
+    for over in ([], ["model.bbox_head.loss_bbox.mu=0.2"]):
+        label = demo.row_label("ghm", over)
+        table = demo.make_table({"ghm": dict(label=label, runs=[], summary=summary)}, ["bar"],
+                                demo.parse_args(["--set", *over] if over else []), "data")
+        row = table.splitlines()[2]
+        assert row.startswith(f"| {demo.LOSSES['ghm'][0]}")
+        assert ("[model.bbox_head.loss_bbox.mu=0.2] |" in row) == bool(over), row
+        assert "54.8 ± 1.4" in row
+
+
 def test_ghm_stats_reach_both_frameworks_commands():
     mm = demo.train_command(demo.parse_args(["--ghm-stats", "20"]), "ghm", 0, "wd")
     assert mm[mm.index("--ghm-stats") + 1] == "20"

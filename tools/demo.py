@@ -297,6 +297,13 @@ def summarise(runs):
 
 
 # --------------------------------------------------------------------------------- output
+def row_label(key, overrides):
+    """The row's name in tables and plots: the loss's label, with any ``--set`` overrides,
+    which may change what the label says (e.g. GHM-R's mu)."""
+    label = LOSSES[key][0]
+    return f"{label} [{', '.join(overrides)}]" if overrides else label
+
+
 def _pm(ms, digits=1):
     m, s = ms
     if math.isnan(s):
@@ -311,7 +318,7 @@ def make_table(results, rare, args, dataset_line):
     body = ""
     for key, res in results.items():
         s = res["summary"]
-        body += (f"| {LOSSES[key][0]} | " + " | ".join(_pm(s[m]) for m in METRICS)
+        body += (f"| {res['label']} | " + " | ".join(_pm(s[m]) for m in METRICS)
                  + f" | {s['train_time'][0]:.0f} |\n")
     notes = (f"\nMean ± sample std over {n} training seed{'s' if n > 1 else ''} "
              f"({', '.join(map(str, args.seeds))}); framework {args.framework}; "
@@ -348,7 +355,7 @@ def plot(results, out_dir, title):
             continue
         xs = sorted(set.intersection(*(set(c) for c in curves)))
         ys = [[c[x] for c in curves] for x in xs]
-        line, = ax.plot(xs, [sum(y) / len(y) for y in ys], label=LOSSES[key][0])
+        line, = ax.plot(xs, [sum(y) / len(y) for y in ys], label=res['label'])
         if len(curves) > 1:
             ax.fill_between(xs, [min(y) for y in ys], [max(y) for y in ys],
                             color=line.get_color(), alpha=0.2, linewidth=0)
@@ -368,7 +375,7 @@ def plot(results, out_dir, title):
         xs = [m + i * width for m in range(len(METRICS))]
         means = [0.0 if math.isnan(s[m][0]) else s[m][0] for m in METRICS]
         stds = [0.0 if math.isnan(s[m][1]) else s[m][1] for m in METRICS]
-        ax.bar(xs, means, width, yerr=stds, capsize=2, label=LOSSES[key][0])
+        ax.bar(xs, means, width, yerr=stds, capsize=2, label=res['label'])
     ax.set_xticks([m + width * (len(results) - 1) / 2 for m in range(len(METRICS))])
     ax.set_xticklabels(METRICS)
     ax.set_ylabel("COCO AP x 100 (val), mean ± std over seeds")
@@ -440,7 +447,7 @@ def main(argv=None):
     results = {}
     for key in keys:
         rs = sorted((r for k, r in finished if k == key), key=lambda r: r["seed"])
-        results[key] = dict(label=LOSSES[key][0], runs=rs, summary=summarise(rs))
+        results[key] = dict(label=row_label(key, args.set), runs=rs, summary=summarise(rs))
 
     table = make_table(results, rare, args, dataset_line)
     runs_table = make_runs_table(results)
