@@ -193,6 +193,7 @@ def _step(x, fn, device):
 def run(device, sizes, repeats, dtypes, groups=None):
     """The cases of one size and dtype are timed round-robin (repeat r of every case, then
     repeat r + 1), so load from other processes spreads evenly over the rows."""
+    SKIPPED.clear()   # this device's reasons only
     print(f"\n## {device}: {torch.cuda.get_device_name() if device == 'cuda' else 'CPU'}"
           f" (torch {torch.__version__}, {torch.get_num_threads()} threads, {_load()})\n")
     print("| size | dtype | loss | median ms | min ms | ratio to yardstick | peak extra MiB |")

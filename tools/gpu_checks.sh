@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # The GPU checks of docs/benchmarks.md and docs/gpu.md, for a fresh GPU machine with no network.
 #
-#   bash tools/gpu_checks.sh WHEELS OUT kernels   # install, Triton kernels vs reference, loss timings
-#   bash tools/gpu_checks.sh WHEELS OUT detectors [ITERS]   # the six shipped detector configs
+#   bash tools/gpu_checks.sh WHEELS OUT kernels             # install, Triton kernels vs reference, loss timings
+#   bash tools/gpu_checks.sh WHEELS OUT detectors [ITERS]   # the six shipped detector configs and
+#                                                           # mmdet's own RetinaNet (FocalLoss + L1)
+#   bash tools/gpu_checks.sh WHEELS OUT baselines [ITERS]   # mmdet's and detectron2's own RetinaNet
 #
 # WHEELS: a copy of the wheels/sdists for that machine (mmcv with CUDA ops, mmdet, mmengine,
 # detectron2 and fvcore sources, ...); OUT: where logs and results go. The install goes to
 # /tmp/site and is skipped when already there. Each step has a time limit, so one failing or
 # slow step leaves the others' results.
 set -u
-W=$(cd "$1" && pwd); OUT=$2; WHAT=$3; ITERS=${4:-100}
+if [ $# -lt 3 ] || [[ ! "$3" =~ ^(kernels|detectors|baselines)$ ]]; then
+    echo "usage: $0 WHEELS OUT kernels|detectors|baselines [ITERS] (got: $*)" >&2; exit 2
+fi
+W=$(cd "$1" && pwd) || exit 2; OUT=$2; WHAT=$3; ITERS=${4:-100}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
