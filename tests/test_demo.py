@@ -94,6 +94,26 @@ def test_every_row_has_configs_for_both_frameworks():
         assert os.path.isfile(os.path.join(ROOT, d2)), d2
 
 
+
+def test_default_iterations_are_the_configs_own():
+    """The demo's default --iters per framework is what its configs train for alone, so
+    `tools/train.py` / `tools/train_net.py` on a demo config reproduce a demo run."""
+    from mmengine.config import Config
+    import yaml
+
+    mm = Config.fromfile(os.path.join(ROOT, "configs/demo/_base_/retinanet_r18_synthetic.py"))
+    assert mm.train_cfg.max_iters == demo.DEFAULT_ITERS["mmdet"]
+    with open(os.path.join(ROOT, "configs/demo/_base_/d2_retinanet_r18_synthetic.yaml")) as f:
+        d2 = yaml.safe_load(f)
+    assert d2["SOLVER"]["MAX_ITER"] == demo.DEFAULT_ITERS["detectron2"]
+    for fw in ("mmdet", "detectron2"):
+        args = demo.parse_args(["--framework", fw])
+        assert args.iters == demo.DEFAULT_ITERS[fw]
+        cmd = demo.train_command(args, "bce", 0, "wd")
+        flag = "--max-iters" if fw == "mmdet" else "--max-iter"
+        assert cmd[cmd.index(flag) + 1] == str(demo.DEFAULT_ITERS[fw])
+    assert demo.parse_args(["--iters", "7"]).iters == 7
+
 def _tiny(tmp_path, *extra):
     wd = tmp_path / "work"
     cmd = [sys.executable, os.path.join(ROOT, "tools", "demo.py"), "--iters", "2",

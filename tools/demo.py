@@ -69,6 +69,8 @@ LOSSES = {
 }
 METRICS = ("AP", "AP50", "AP75", "AP_rare")
 STD_TARGET = 2.0   # the study's bar: seed std of AP at most this many points
+# training iterations per run, as in configs/demo/_base_/ (max_iters, SOLVER.MAX_ITER)
+DEFAULT_ITERS = {"mmdet": 400, "detectron2": 600}
 
 # what is echoed from a training subprocess (everything goes to its train.log)
 ECHO = re.compile(r"Iter\(train\)|bbox_mAP_copypaste|eta:|Traceback|Error|error:|"
@@ -105,7 +107,9 @@ def parse_args(argv=None):
     p.add_argument("--framework", choices=("mmdet", "detectron2"), default="mmdet")
     p.add_argument("--seeds", type=parse_seeds, default=parse_seeds("3"),
                    help="training seeds: a count N (seeds 0..N-1) or a list '0,1,2'")
-    p.add_argument("--iters", type=int, default=400, help="training iterations per run")
+    p.add_argument("--iters", type=int, default=None,
+                   help="training iterations per run (default: the demo configs' own, "
+                   + ", ".join(f"{k} {v}" for k, v in DEFAULT_ITERS.items()) + ")")
     p.add_argument("--losses", default=",".join(LOSSES),
                    help=f"comma-separated subset of {','.join(LOSSES)}")
     p.add_argument("--jobs", type=int, default=None,
@@ -133,6 +137,8 @@ def parse_args(argv=None):
     p.add_argument("--ghm-stats", type=int, default=0, metavar="N",
                    help="log the GHM losses' bin statistics every N iterations (0: off)")
     args = p.parse_args(argv)
+    if args.iters is None:
+        args.iters = DEFAULT_ITERS[args.framework]
     bad = [kv for kv in args.set if "=" not in kv or kv.startswith("=")]
     if bad:
         p.error(f"--set takes KEY=VALUE pairs, got {bad}")
