@@ -64,6 +64,7 @@ def test_mmdet_max_iters_rescales_the_schedule():
 
     cfg = Config.fromfile(os.path.join(ROOT, "configs/demo/retinanet_r18_synthetic_bce.py"))
     train.apply_max_iters(cfg, 300)
+    assert cfg.train_cfg.type == "NoPauseIterBasedTrainLoop"  # the config's own loop is kept
     assert cfg.train_cfg.max_iters == 300 and cfg.train_cfg.val_interval == 300
     assert cfg.default_hooks.checkpoint.interval == 300
     warmup, cosine = cfg.param_scheduler

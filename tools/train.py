@@ -151,9 +151,10 @@ def _set_num_classes(node, n):
 
 
 def apply_max_iters(cfg, max_iters: int):
-    """Shortens/lengthens an IterBasedTrainLoop config and its schedule consistently."""
+    """Shortens/lengthens an iteration-based train loop config (one with ``max_iters``) and
+    its schedule consistently."""
     tc = cfg.train_cfg
-    if tc.get("type") != "IterBasedTrainLoop":
+    if "max_iters" not in tc:
         # an epoch-based config (mmdet's 1x schedules): train a fixed number of iterations
         # instead, with a linear warm-up to the config's LR, then constant
         cfg.train_cfg = dict(type="IterBasedTrainLoop", max_iters=max_iters,

@@ -9,7 +9,9 @@ Registered names: ``GHMC``, ``GHMR``, ``SigmoidFocalLoss``, ``SoftmaxFocalLoss``
 buildable as ``MMDetGHMC`` and ``MMDetGHMR`` (for A/B runs). It also registers the weight
 initialiser ``SoftmaxPriorInit`` (see ``focal_plugins.mmdet.init``) for softmax dense heads,
 and the training hook ``GHMStatsHook`` (``focal_plugins.mmdet.hooks``), which logs the GHM
-losses' bins: ``custom_hooks = [dict(type='GHMStatsHook', interval=50)]``. Importing it
+losses' bins: ``custom_hooks = [dict(type='GHMStatsHook', interval=50)]``, and the train loop
+``NoPauseIterBasedTrainLoop`` (``focal_plugins.mmdet.loops``: mmengine's iteration-based loop
+without its 2-s pause at each epoch end when the dataloader has no workers). Importing it
 allowlists for torch's ``weights_only`` loader exactly the objects mmengine's checkpoints
 hold, so mmdet's stock ``tools/test.py`` and ``tools/train.py --resume`` load them
 (``focal_plugins.mmdet.checkpoint``). The build log names each head loss's class and
@@ -32,9 +34,11 @@ from mmdet.registry import MODELS
 from . import heads as _heads
 from . import hooks as _hooks
 from . import init as _init
+from . import loops as _loops
 from .checkpoint import allow_mmengine_checkpoints
 from .hooks import GHMStatsHook
 from .init import SoftmaxPriorInit
+from .loops import NoPauseIterBasedTrainLoop
 from .losses import GHMC, GHMR, ASL1Loss, SigmoidFocalLoss, SoftmaxFocalLoss
 
 PLUGIN_LOSSES = {
@@ -53,6 +57,7 @@ def register() -> None:
         MODELS.register_module(name=name, module=cls, force=True)
     _init.register()
     _hooks.register()
+    _loops.register()
     _heads.install()
     allow_mmengine_checkpoints()
 
@@ -60,4 +65,4 @@ def register() -> None:
 register()
 
 __all__ = ["GHMC", "GHMR", "SigmoidFocalLoss", "SoftmaxFocalLoss", "ASL1Loss",
-           "MMDetGHMC", "MMDetGHMR", "SoftmaxPriorInit", "GHMStatsHook", "register"]
+           "MMDetGHMC", "MMDetGHMR", "SoftmaxPriorInit", "GHMStatsHook", "NoPauseIterBasedTrainLoop", "register"]

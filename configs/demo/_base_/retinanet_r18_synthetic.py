@@ -133,7 +133,9 @@ val_evaluator = dict(
     backend_args=backend_args)
 test_evaluator = val_evaluator
 
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+# IterBasedTrainLoop without its 2-s pause at each of the 7 epoch ends (num_workers=0: no
+# workers to wait for); same batches in the same order (focal_plugins.mmdet.loops)
+train_cfg = dict(type='NoPauseIterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 
