@@ -23,11 +23,12 @@ PAUSE_S = 2.0
 
 class RestartingIterator:
     """Iterates a dataloader without end: at each epoch end it advances the sampler's epoch
-    and starts a new pass, pausing ``PAUSE_S`` first only if the dataloader has workers."""
+    and starts a new pass, pausing ``PAUSE_S`` first only if the dataloader has workers.
+    ``iterator``: a pass over ``dataloader`` already begun, to continue (default: a new one)."""
 
-    def __init__(self, dataloader):
+    def __init__(self, dataloader, iterator=None):
         self._dataloader = dataloader
-        self._iterator = iter(dataloader)
+        self._iterator = iter(dataloader) if iterator is None else iterator
         self._epoch = 0
 
     def __iter__(self):
@@ -56,7 +57,11 @@ class NoPauseIterBasedTrainLoop(IterBasedTrainLoop):
 
     def __init__(self, runner, dataloader, max_iters, **kwargs):
         super().__init__(runner, dataloader, max_iters, **kwargs)
-        self.dataloader_iterator = RestartingIterator(self.dataloader)
+        # continue the pass IterBasedTrainLoop has begun: a second iter() would draw the
+        # loader's base seed from torch's global RNG once more, before the weights are
+        # initialised, and so change the run
+        self.dataloader_iterator = RestartingIterator(
+            self.dataloader, getattr(self.dataloader_iterator, "_iterator", None))
 
 
 def register() -> None:

@@ -4,6 +4,7 @@ import os
 import time
 
 import pytest
+import torch
 
 pytest.importorskip("mmdet")
 
@@ -66,19 +67,26 @@ class Batches(Hook):
     def __init__(self):
         self.ids = []
 
+        self.rng = None
+
+    def before_train(self, runner):
+        # after the loop is built and the weights initialised
+        self.rng = torch.get_rng_state()
+
     def before_train_iter(self, runner, batch_idx, data_batch=None):
         self.ids.append([d.img_id for d in data_batch["data_samples"]])
 
 
 @pytest.mark.slow
 def test_demo_config_trains_on_the_batches_of_iterbasedtrainloop(tmp_path, sleeps):
-    """The demo RetinaNet over 2.5 epochs under each loop: the same batches, in order."""
+    """The demo RetinaNet over 2.5 epochs under each loop: the same batches, in order, and
+    the same state of torch's global RNG when training starts (so the same initial weights)."""
     from mmengine.config import Config
     from mmengine.runner import Runner
 
     data = tmp_path / "data"
     generate(SyntheticConfig(seed=0, num_train=4, num_val=2), str(data))
-    batches = {}
+    batches, rngs = {}, []
     for loop in ("NoPauseIterBasedTrainLoop", "IterBasedTrainLoop"):
         cfg = Config.fromfile(os.path.join(REPO, "configs/demo/retinanet_r18_synthetic_bce.py"))
         assert cfg.train_cfg.type == "NoPauseIterBasedTrainLoop"
@@ -98,9 +106,11 @@ def test_demo_config_trains_on_the_batches_of_iterbasedtrainloop(tmp_path, sleep
         runner.train()
         assert type(runner.train_loop).__name__ == loop and runner.iter == 5
         batches[loop] = probe.ids
+        rngs.append(probe.rng)
         sleeps.append(loop)
     assert sleeps == ["NoPauseIterBasedTrainLoop", 2, 2, "IterBasedTrainLoop"]
     ours, ref = batches.values()
     assert ours == ref and len(ours) == 5
+    assert torch.equal(*rngs)
     epochs = [sorted(sum(ours[2 * e:2 * e + 2], [])) for e in range(2)]
     assert epochs[0] == epochs[1] == sorted(set(epochs[0])) and len(epochs[0]) == 4
