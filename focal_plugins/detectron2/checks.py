@@ -25,8 +25,8 @@ def _lookup(registry, name):
 
 
 def unread_loss_keys(cfg):
-    """One message per plugin loss NAME that is set but read by no component the config
-    builds; empty when all are read or when it cannot tell."""
+    """One message per plugin loss NAME (and for RETINANET.PER_LEVEL) that is set but read
+    by no component the config builds; empty when all are read or when it cannot tell."""
     from detectron2.modeling import (META_ARCH_REGISTRY, PROPOSAL_GENERATOR_REGISTRY,
                                      ROI_HEADS_REGISTRY)
     from detectron2.modeling.meta_arch import (GeneralizedRCNN, ProposalNetwork, RetinaNet,
@@ -83,6 +83,12 @@ def unread_loss_keys(cfg):
             key = f"MODEL.FOCAL_PLUGINS.{head}.{slot}.NAME"
             out.append(f"{key} = {name!r} is read by no component of this model: {why}. "
                        f"Set {fix}, or {key} to '' (detectron2's own loss).")
+    retina = root.get("RETINANET", None)
+    if retina is not None and retina.get("PER_LEVEL", False) is not False and \
+            not issubclass(arch, FocalPluginsRetinaNet):
+        out.append(f"MODEL.FOCAL_PLUGINS.RETINANET.PER_LEVEL = {retina.PER_LEVEL!r} is read by "
+                   f"no component of this model: {arch_is} is not the plugin's RetinaNet. Set "
+                   "MODEL.META_ARCHITECTURE to 'FocalPluginsRetinaNet', or PER_LEVEL to False.")
     return out
 
 

@@ -55,7 +55,9 @@ def add_focal_plugins_config(cfg):
     """Add ``cfg.MODEL.FOCAL_PLUGINS.{RETINANET,RPN,ROI_BOX_HEAD}.{CLS_LOSS,BOX_LOSS}`` with
     fields NAME, ALPHA, ALPHA_MODE, GAMMA, BINS, MOMENTUM, MU, LOSS_WEIGHT. NAME is one of
     SigmoidFocalLoss, SoftmaxFocalLoss, GHMC (classification), GHMR, ASL1Loss (box
-    regression), or "" for detectron2's own loss (the default everywhere). Also
+    regression), or "" for detectron2's own loss (the default everywhere);
+    ``cfg.MODEL.FOCAL_PLUGINS.RETINANET.PER_LEVEL`` (False: the RetinaNet losses are called
+    once on all FPN levels; True: once per level, as mmdet's RetinaHead does). Also
     ``cfg.MODEL.FOCAL_PLUGINS.GHM_STATS_PERIOD`` (0 = off): log the GHM losses' bins every
     that many iterations (``focal_plugins.detectron2.hooks``). Idempotent.
 
@@ -75,6 +77,8 @@ def add_focal_plugins_config(cfg):
         for slot in ("CLS_LOSS", "BOX_LOSS"):
             if slot not in root[head]:
                 root[head][slot] = _loss_node(node_cls)
+    if "PER_LEVEL" not in root.RETINANET:
+        root.RETINANET.PER_LEVEL = False
     if "GHM_STATS_PERIOD" not in root:
         root.GHM_STATS_PERIOD = 0
     return cfg

@@ -155,7 +155,9 @@ class GHMC(_ClsLoss):
 
     detectron2's dense heads concatenate all FPN levels before the loss, so this is called
     once per iteration on all levels together: the gradient density (and its momentum EMA)
-    is that of the whole batch, as in the GHM paper, rather than per level.
+    is that of the whole batch rather than per level. ``FocalPluginsRetinaNet`` with
+    ``per_level=True`` (``MODEL.FOCAL_PLUGINS.RETINANET.PER_LEVEL``) calls it once per
+    level instead, as mmdet's RetinaHead does.
     """
 
     NAME = "GHMC"

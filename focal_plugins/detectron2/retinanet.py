@@ -36,15 +36,30 @@ class FocalPluginsRetinaNet(DenseLossMixin, RetinaNet):
     The classifier starts at the softmax prior of ``MODEL.RETINANET.PRIOR_PROB`` p: background
     1 - p, each class p / num_classes (``focal_plugins.core.prior``, as in the mmdet adapter).
 
+    ``per_level`` (YACS ``MODEL.FOCAL_PLUGINS.RETINANET.PER_LEVEL``, default False) calls
+    each plugin loss once per FPN level and sums, as mmdet's RetinaHead does, instead of once
+    on all levels. Losses that sum over anchors and divide by the normaliser give the same
+    value either way; GHM does not: its gradient density (and its EMA, updated once per
+    call) and GHM-C's normaliser become per level. detectron2's own losses are unaffected.
+
     Scripts like detectron2's RetinaNet (``detectron2.export.scripting_with_instances``).
     """
 
     _slot = "RETINANET"
 
     @configurable
-    def __init__(self, *, cls_loss=None, box_loss=None, **kwargs):
+    def __init__(self, *, cls_loss=None, box_loss=None, per_level=False, **kwargs):
         super().__init__(**kwargs)
+        if not isinstance(per_level, bool):
+            raise ValueError("per_level (MODEL.FOCAL_PLUGINS.RETINANET.PER_LEVEL) must be True "
+                             f"or False, got {per_level!r}")
+        self.per_level = per_level
         self._init_plugin_losses(cls_loss, box_loss, num_anchors=self._num_anchors())
+        if per_level and self.cls_loss is None and self.box_loss is None:
+            raise ValueError(
+                "per_level (MODEL.FOCAL_PLUGINS.RETINANET.PER_LEVEL) = True has no effect "
+                "without a plugin loss: detectron2's own RetinaNet losses are computed on all "
+                "levels. Set a CLS_LOSS or BOX_LOSS NAME, or PER_LEVEL to False.")
         if self.box_loss is not None and self.box_reg_loss_type != "smooth_l1":
             raise ValueError(
                 f"box_reg_loss_type (MODEL.RETINANET.BBOX_REG_LOSS_TYPE) = "
@@ -72,6 +87,7 @@ class FocalPluginsRetinaNet(DenseLossMixin, RetinaNet):
             ret["head"] = RetinaNetHead(**head_args)
         ret["cls_loss"] = cls_loss
         ret["box_loss"] = box_loss
+        ret["per_level"] = node.get("PER_LEVEL", False)
         return ret
 
     def forward_training(self, images, features, predictions, gt_instances):
@@ -94,15 +110,17 @@ class FocalPluginsRetinaNet(DenseLossMixin, RetinaNet):
         # detectron2's normaliser: EMA of the number of positive anchors (initial 100)
         normalizer = self._ema_update("loss_normalizer", max(num_pos_anchors, 1), 100)
 
-        logits = cat(pred_logits, dim=1)[valid_mask]
-        labels = gt_labels[valid_mask]
+        logits = cat(pred_logits, dim=1)
+        levels = self._level_slices(pred_logits)
         if self.cls_loss is None:  # detectron2's own
-            target = F.one_hot(labels, num_classes=self.num_classes + 1)[:, :-1]
+            target = F.one_hot(gt_labels[valid_mask], num_classes=self.num_classes + 1)[:, :-1]
             loss_cls = sigmoid_focal_loss_jit(
-                logits, target.to(logits.dtype), alpha=self.focal_loss_alpha,
+                logits[valid_mask], target.to(logits.dtype), alpha=self.focal_loss_alpha,
                 gamma=self.focal_loss_gamma, reduction="sum") / normalizer
         else:
-            loss_cls = self.cls_loss(logits, labels, self.num_classes, normalizer)
+            loss_cls = sum(self.cls_loss(logits[:, lv][valid_mask[:, lv]],
+                                         gt_labels[:, lv][valid_mask[:, lv]],
+                                         self.num_classes, normalizer) for lv in levels)
 
         if self.box_loss is None:
             loss_box_reg = _dense_box_regression_loss(
@@ -111,8 +129,19 @@ class FocalPluginsRetinaNet(DenseLossMixin, RetinaNet):
             ) / normalizer
         else:
             loss_box_reg = self._plugin_box_loss(anchors, pred_anchor_deltas, gt_boxes,
-                                                 pos_mask, normalizer)
+                                                 pos_mask, normalizer, levels)
         return {"loss_cls": loss_cls, "loss_box_reg": loss_box_reg}
+
+    def _level_slices(self, per_level):
+        """The slices of the anchor axis the plugin losses are called on: all levels at once,
+        or with ``per_level`` one slice per FPN level (sizes from ``per_level``'s tensors)."""
+        if not self.per_level:
+            return [slice(None)]
+        out, start = [], 0
+        for x in per_level:
+            out.append(slice(start, start + x.shape[1]))
+            start += x.shape[1]
+        return out
 
     def forward_inference(self, images: ImageList, features: List[Tensor],
                           predictions: List[List[Tensor]]):

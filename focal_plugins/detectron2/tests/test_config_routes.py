@@ -84,6 +84,11 @@ BAD = [
      "MODEL.META_ARCHITECTURE = 'FocalPluginsRetinaNet' builds no RoI heads"),
     ("ProposalNetwork", [FP + "ROI_BOX_HEAD.CLS_LOSS.NAME", "GHMC",
                          "MODEL.ROI_HEADS.NAME", "FocalPluginsROIHeads"], "builds no RoI heads"),
+    ("RetinaNet", [FP + "RETINANET.PER_LEVEL", True],
+     "MODEL.FOCAL_PLUGINS.RETINANET.PER_LEVEL = True is read by no component of this model: "
+     "MODEL.META_ARCHITECTURE = 'RetinaNet' is not the plugin's RetinaNet. Set "
+     "MODEL.META_ARCHITECTURE to 'FocalPluginsRetinaNet', or PER_LEVEL to False."),
+    ("GeneralizedRCNN", [FP + "RETINANET.PER_LEVEL", True], "RETINANET.PER_LEVEL = True"),
 ]
 
 
@@ -104,6 +109,8 @@ GOOD = [
     ("RetinaNet", []),
     ("FocalPluginsRetinaNet", [FP + "RETINANET.CLS_LOSS.NAME", "GHMC",
                                FP + "RETINANET.BOX_LOSS.NAME", "GHMR"]),
+    ("FocalPluginsRetinaNet", [FP + "RETINANET.CLS_LOSS.NAME", "GHMC",
+                               FP + "RETINANET.PER_LEVEL", True]),
     ("GeneralizedRCNN", ["MODEL.PROPOSAL_GENERATOR.NAME", "FocalPluginsRPN",
                          "MODEL.ROI_HEADS.NAME", "FocalPluginsROIHeads",
                          FP + "RPN.CLS_LOSS.NAME", "GHMC",

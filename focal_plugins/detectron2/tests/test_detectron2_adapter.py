@@ -308,6 +308,96 @@ def test_sigmoid_focal_plugin_equals_stock_retinanet():
     assert abs(_losses(other, batch)["loss_cls"].item() - ls["loss_cls"].item()) > 1e-4
 
 
+def _record(module, calls):
+    def hook(mod, args, out):
+        calls.append(([a.detach().clone() if torch.is_tensor(a) else a for a in args],
+                      out.detach().clone()))
+    return module.register_forward_hook(hook)
+
+
+def _rows_in_order(pred, target):
+    """Both sorted by a random projection of ``pred``'s rows (distinct for random logits)."""
+    key = pred.double().reshape(len(pred), -1) @ torch.rand(
+        pred[0].numel(), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    order = key.argsort()
+    assert key[order].diff().gt(0).all()
+    return pred[order], target[order]
+
+
+def _per_level_pair(opts):
+    p = "MODEL.FOCAL_PLUGINS.RETINANET."
+    path = os.path.join(CONFIG_DIR, "retinanet_R_50_FPN_1x_ghm.yaml")
+    return [_build(_yaml_cfg(path, [*opts, p + "PER_LEVEL", flag])) for flag in (False, True)]
+
+
+@pytest.mark.slow
+def test_per_level_calls_each_plugin_loss_once_per_fpn_level():
+    whole, split = _per_level_pair([])
+    assert (whole.per_level, split.per_level) == (False, True)
+    for a, b in zip(whole.state_dict().values(), split.state_dict().values()):
+        assert torch.equal(a, b)
+    batch, got = _batch(), {}
+    for name, model in (("whole", whole), ("split", split)):
+        calls = {"cls": [], "box": []}
+        hooks = [_record(model.cls_loss, calls["cls"]), _record(model.box_loss, calls["box"])]
+        got[name] = (_losses(model, batch), calls)
+        for h in hooks:
+            h.remove()
+    (lw, cw), (ls, cs) = got["whole"], got["split"]
+    n_levels = len(split.head_in_features)
+    assert n_levels == 5 and len(cw["cls"]) == len(cw["box"]) == 1
+    assert len(cs["cls"]) == len(cs["box"]) == n_levels
+    for kind, key in (("cls", "loss_cls"), ("box", "loss_box_reg")):
+        # the per-level calls get the all-level call's rows (pred, target), each exactly once
+        # (in level-major instead of image-major order)
+        split_rows = _rows_in_order(*(torch.cat([c[0][i] for c in cs[kind]]) for i in (0, 1)))
+        for a, b in zip(split_rows, _rows_in_order(*cw[kind][0][0][:2])):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        assert all(c[0][-1] == cw[kind][0][0][-1] for c in cs[kind])  # the same normaliser
+        sizes = [len(c[0][0]) for c in cs[kind]]
+        assert sum(sizes) == len(cw[kind][0][0][0]) and sizes[0] > sizes[-1]
+        torch.testing.assert_close(ls[key], sum(c[1] for c in cs[kind]))
+        torch.testing.assert_close(lw[key], cw[kind][0][1])
+    # GHM's density is per call: per level the loss differs
+    assert abs(ls["loss_cls"].item() - lw["loss_cls"].item()) > 1e-3 * lw["loss_cls"].item()
+    # each level's call updated the EMA in turn: a fresh GHM-C replaying them ends the same
+    replay = type(whole.cls_loss)(bins=30, momentum=0.75)
+    for args, out in cs["cls"]:
+        torch.testing.assert_close(replay(*args), out)
+    torch.testing.assert_close(replay.ghm.acc_sum, split.cls_loss.ghm.acc_sum)
+
+
+@pytest.mark.slow
+def test_per_level_leaves_sum_normalised_losses_unchanged():
+    p = "MODEL.FOCAL_PLUGINS.RETINANET."
+    whole, split = _per_level_pair([p + "CLS_LOSS.NAME", "SigmoidFocalLoss",
+                                    p + "BOX_LOSS.NAME", "ASL1Loss", p + "BOX_LOSS.MU", 0.1])
+    batch = _batch()
+    lw, ls = _losses(whole, batch), _losses(split, batch)
+    assert lw["loss_box_reg"] > 0
+    for k in lw:
+        torch.testing.assert_close(ls[k], lw[k], rtol=1e-5, atol=1e-7)
+
+
+def test_per_level_values_are_checked():
+    cfg = LazyConfig.load(os.path.join(CONFIG_DIR, "retinanet_R_50_FPN_1x_ghm.py"))
+    _shrink_lazy(cfg.model)
+    for bad in ("yes", 1, None):
+        cfg.model.per_level = bad
+        with pytest.raises(ValueError, match=r"per_level .*RETINANET\.PER_LEVEL.* got " +
+                           repr(bad).replace("'", "'")):
+            instantiate(cfg.model)
+    cfg.model.per_level = True
+    assert instantiate(cfg.model).per_level is True
+    cfg.model.cls_loss = cfg.model.box_loss = None
+    with pytest.raises(ValueError, match="no effect without a plugin loss"):
+        instantiate(cfg.model)
+    yaml_cfg = _yaml_cfg(os.path.join(CONFIG_DIR, "retinanet_R_50_FPN_1x_ghm.yaml"))
+    assert yaml_cfg.MODEL.FOCAL_PLUGINS.RETINANET.PER_LEVEL is False
+    with pytest.raises(ValueError):  # YACS keeps the key a bool
+        yaml_cfg.merge_from_list(["MODEL.FOCAL_PLUGINS.RETINANET.PER_LEVEL", "often"])
+
+
 def test_softmax_retinanet_inference_drops_background():
     cfg = _yaml_cfg(os.path.join(CONFIG_DIR, "retinanet_R_50_FPN_1x_softmax_focal.yaml"),
                     ["MODEL.RETINANET.SCORE_THRESH_TEST", 0.0])
