@@ -168,10 +168,13 @@ def test_mmdet_train_warns_of_a_silent_swap_and_logs_the_losses(tmp_path, tiny_d
     pytest.importorskip("mmdet")
     cfg = tmp_path / "ghm.py"
     imports = "['focal_plugins.mmdet']" if with_plugin else "[]"
+    # without the plugin, mmengine's own loop (the demo's NoPauseIterBasedTrainLoop is the
+    # plugin's: refused, see test_mmdet_train_refuses_plugin_types_without_the_import)
+    loop = "" if with_plugin else "train_cfg = dict(type='IterBasedTrainLoop')\n"
     cfg.write_text(
         f"_base_ = {os.path.join(ROOT, 'configs/demo/retinanet_r18_synthetic_ghm_paper.py')!r}\n"
         f"custom_imports = dict(imports={imports}, allow_failed_imports=False)\n"
-        "train_dataloader = dict(batch_size=2)\n")
+        "train_dataloader = dict(batch_size=2)\n" + loop)
     cmd = [sys.executable, os.path.join(ROOT, "tools", "train.py"), str(cfg), "--data-root",
            str(tiny_data), "--max-iters", "2", "--work-dir", str(tmp_path / "work")]
     out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
@@ -185,3 +188,47 @@ def test_mmdet_train_warns_of_a_silent_swap_and_logs_the_losses(tmp_path, tiny_d
                    for w in warned) != with_plugin
     if not with_plugin:
         assert len(warned) == 2 and "custom_imports" in warned[0]
+
+
+@pytest.mark.parametrize("extra, named", [
+    ("", ["train_cfg.type='NoPauseIterBasedTrainLoop' (a loop)"]),
+    ("train_cfg = dict(type='IterBasedTrainLoop')\n"
+     "custom_hooks = [dict(type='GHMStatsHook', interval=5)]\n"
+     "model = dict(bbox_head=dict(loss_cls=dict(_delete_=True, type='SoftmaxFocalLoss')))\n",
+     ["custom_hooks[0].type='GHMStatsHook' (a hook)",
+      "model.bbox_head.loss_cls.type='SoftmaxFocalLoss' (a model)"]),
+])
+def test_mmdet_train_refuses_plugin_types_without_the_import(tmp_path, extra, named):
+    pytest.importorskip("mmdet")
+    import train
+
+    cfg = tmp_path / "noimport.py"
+    cfg.write_text(
+        f"_base_ = {os.path.join(ROOT, 'configs/demo/retinanet_r18_synthetic_bce.py')!r}\n"
+        "custom_imports = dict(imports=[], allow_failed_imports=False)\n" + extra)
+    with pytest.raises(SystemExit) as e:
+        train.main([str(cfg), "--work-dir", str(tmp_path / "work")])
+    msg = str(e.value)
+    for n in named:
+        assert n in msg
+    assert "custom_imports = dict(imports=['focal_plugins.mmdet']" in msg
+    assert not (tmp_path / "work").exists()
+
+
+def test_mmdet_train_plugin_only_names_are_the_plugins_and_not_mmdets():
+    pytest.importorskip("mmdet")
+    import mmdet.models  # noqa: F401
+    from mmengine.registry import HOOKS, LOOPS, WEIGHT_INITIALIZERS
+    from mmdet.registry import HOOKS as DET_HOOKS, LOOPS as DET_LOOPS, MODELS
+    import train
+
+    registries = {"model": [MODELS], "weight initializer": [WEIGHT_INITIALIZERS],
+                  "hook": [HOOKS, DET_HOOKS], "loop": [LOOPS, DET_LOOPS]}
+    import focal_plugins.mmdet as plugin
+
+    for kind, names in train.PLUGIN_ONLY_NAMES.items():
+        for name in names:
+            cls = next(r.get(name) for r in registries[kind] if r.get(name) is not None)
+            assert cls.__module__.startswith("focal_plugins.") or name.startswith("MMDet"), name
+    assert set(plugin.__all__) - {"register", "GHMC", "GHMR"} == {
+        n for names in train.PLUGIN_ONLY_NAMES.values() for n in names}

@@ -29,6 +29,8 @@ Configs that load the plugin say so themselves:
 ``custom_imports = dict(imports=['focal_plugins.mmdet'], allow_failed_imports=False)``.
 A config that names ``GHMC`` or ``GHMR`` without it builds mmdet's own classes of those names:
 this tool warns about each such loss, and logs the class and module of every loss it built.
+A config that names a type only the plugin registers (``SoftmaxFocalLoss``, ``GHMStatsHook``,
+``NoPauseIterBasedTrainLoop``, ...) without it is refused before anything is built.
 """
 from __future__ import annotations
 
@@ -209,6 +211,45 @@ def _loss_types(node, path):
             yield from _loss_types(v, f"{path}[{i}]")
 
 
+# names only focal_plugins.mmdet registers (mmdet and mmengine have none of them), by registry
+PLUGIN_ONLY_NAMES = {
+    "model": ("SigmoidFocalLoss", "SoftmaxFocalLoss", "ASL1Loss", "MMDetGHMC", "MMDetGHMR"),
+    "weight initializer": ("SoftmaxPriorInit",),
+    "hook": ("GHMStatsHook",),
+    "loop": ("NoPauseIterBasedTrainLoop",),
+}
+
+
+def _types(node, path):
+    """(path, name) of every string ``type`` in a config tree."""
+    if isinstance(node, dict):
+        if isinstance(node.get("type"), str):
+            yield f"{path}.type" if path else "type", node["type"]
+        for k, v in node.items():
+            yield from _types(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            yield from _types(v, f"{path}[{i}]")
+
+
+def check_plugin_imported(cfg) -> None:
+    """Refuse, before anything is built, a config that names a type only focal_plugins.mmdet
+    registers but does not import it: mmengine would fail later, at that component's build
+    (a train loop only when training starts)."""
+    if imports_plugin(cfg):
+        return
+    kinds = {name: kind for kind, names in PLUGIN_ONLY_NAMES.items() for name in names}
+    found = [(where, name) for where, name in _types(cfg.to_dict(), "")
+             if name.split(".")[-1] in kinds]
+    if found:
+        named = ", ".join(f"{where}={name!r} (a {kinds[name.split('.')[-1]]})"
+                          for where, name in found)
+        raise SystemExit(
+            f"[train] error: the config names {named}, which only focal_plugins.mmdet "
+            "registers, but its custom_imports do not load it; add custom_imports = "
+            "dict(imports=['focal_plugins.mmdet'], allow_failed_imports=False)")
+
+
 def swap_warnings(cfg) -> list:
     """One message per loss whose ``type`` names a focal_plugins loss that mmdet also
     registers (GHMC, GHMR), in a config that does not import ``focal_plugins.mmdet``:
@@ -306,6 +347,7 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     cfg = build_cfg(args)
+    check_plugin_imported(cfg)
     for msg in swap_warnings(cfg):
         print(f"[train] WARNING: {msg}", file=sys.stderr)
     runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else RUNNERS.build(cfg)
