@@ -68,10 +68,12 @@ def _loader():
 
 
 @pytest.mark.slow
-def test_logged_stats_equal_state_and_replay(tmp_path, monkeypatch):
+@pytest.mark.parametrize("per_level", [False, True])
+def test_logged_stats_equal_state_and_replay(tmp_path, monkeypatch, per_level):
     monkeypatch.setattr(fph, "TensorboardXWriter", FakeTB)
     cfg = _yaml_cfg(os.path.join(CONFIG_DIR, "retinanet_R_50_FPN_1x_ghm.yaml"),
-                    ["MODEL.FOCAL_PLUGINS.GHM_STATS_PERIOD", PERIOD])
+                    ["MODEL.FOCAL_PLUGINS.GHM_STATS_PERIOD", PERIOD,
+                     "MODEL.FOCAL_PLUGINS.RETINANET.PER_LEVEL", per_level])
     model = _build(cfg)
     trainer = SimpleTrainer(model, _loader(), torch.optim.SGD(model.parameters(), lr=1e-3))
     probe = Probe(model)
@@ -92,7 +94,8 @@ def test_logged_stats_equal_state_and_replay(tmp_path, monkeypatch):
         row = by_iter[it]
         assert set(entry) == {"cls_loss", "box_loss"}
         for name, (before, calls, after) in entry.items():
-            assert len(calls) == 1  # detectron2 concatenates the levels
+            # detectron2 concatenates the 5 levels; per_level calls once per level
+            assert len(calls) == (5 if per_level else 1)
             got = {k: torch.tensor([row[f"ghm/{name}/{k}_{i}"] for i in range(after.bins)])
                    for k in KEYS}
             torch.testing.assert_close(got["density"], after.acc_sum.float())
