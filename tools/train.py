@@ -197,20 +197,6 @@ def apply_max_iters(cfg, max_iters: int):
 PLUGIN_LOSS_NAMES = ("GHMC", "GHMR", "SigmoidFocalLoss", "SoftmaxFocalLoss", "ASL1Loss")
 
 
-def _loss_types(node, path):
-    """(path, type name) of every ``loss*`` entry with a string ``type`` in a config tree."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            where = f"{path}.{k}" if path else str(k)
-            if str(k).startswith("loss") and isinstance(v, dict) \
-                    and isinstance(v.get("type"), str):
-                yield where, v["type"]
-            yield from _loss_types(v, where)
-    elif isinstance(node, (list, tuple)):
-        for i, v in enumerate(node):
-            yield from _loss_types(v, f"{path}[{i}]")
-
-
 # names only focal_plugins.mmdet registers (mmdet and mmengine have none of them), by registry
 PLUGIN_ONLY_NAMES = {
     "model": ("SigmoidFocalLoss", "SoftmaxFocalLoss", "ASL1Loss", "MMDetGHMC", "MMDetGHMR"),
@@ -260,7 +246,10 @@ def swap_warnings(cfg) -> list:
     from mmdet.registry import MODELS
 
     out = []
-    for where, name in _loss_types(cfg.get("model"), "model"):
+    for where, name in _types(cfg.get("model"), "model"):
+        where = where[:-len(".type")]
+        if not where.rsplit(".", 1)[-1].startswith("loss"):
+            continue
         cls = MODELS.module_dict.get(name)
         if name in PLUGIN_LOSS_NAMES and cls is not None \
                 and not cls.__module__.startswith("focal_plugins."):
