@@ -18,7 +18,7 @@ or in a config of your own, ``_base_ = '/path/printed/above.py'``. detectron2 us
 import os
 import sys
 
-from .core._checks import check_choice
+from .core.checks import check_choice
 
 __all__ = ["config_dir", "list_configs", "get_config_file"]
 

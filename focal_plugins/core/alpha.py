@@ -4,7 +4,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from ._checks import check_choice, check_int, check_number, check_values, first_bad, is_scalar
+from .checks import check_choice, check_int, check_number, check_values, first_bad, is_scalar
 
 AlphaLike = Union[None, float, Sequence[float], Tensor]
 ALPHA_MODES = ("paper", "uniform", "binary")

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import (REDUCTIONS, check_avg_factor, check_choice, check_floating, check_int,
+from .checks import (REDUCTIONS, check_avg_factor, check_choice, check_floating, check_int,
                       check_number, check_values, check_weight, compute_dtype, first_bad)
 from .alpha import AlphaLike, resolve_alpha
 from .reduce import weight_reduce_loss

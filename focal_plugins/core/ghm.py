@@ -7,7 +7,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import (REDUCTIONS, check_avg_factor, check_bool, check_choice, check_floating,
+from .checks import (REDUCTIONS, check_avg_factor, check_bool, check_choice, check_floating,
                       check_int, check_number, check_weight, compute_dtype)
 from .focal import (IMPLS, _as_sigmoid_target, _bce, _check_softmax_labels, _dispatch,
                     _fast_sigmoid_target, _is_sigmoid_labels, _softmax_focal_reference)

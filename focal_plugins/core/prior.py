@@ -1,7 +1,7 @@
 """The classifier bias prior of a softmax detection head (num_classes + 1 columns)."""
 import math
 
-from ._checks import check_number
+from .checks import check_number
 
 __all__ = ["softmax_prior_bias"]
 

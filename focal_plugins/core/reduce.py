@@ -4,7 +4,7 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-from ._checks import REDUCTIONS, check_avg_factor, check_choice, check_weight
+from .checks import REDUCTIONS, check_avg_factor, check_choice, check_weight
 
 
 def weight_reduce_loss(loss: Tensor, weight: Optional[Tensor] = None, reduction: str = "mean",

@@ -27,7 +27,7 @@ from torch import nn
 from focal_plugins.core import GHMC as _CoreGHMC
 from focal_plugins.core import GHMR as _CoreGHMR
 from focal_plugins.core import asl1_loss, sigmoid_focal_loss, softmax_focal_loss
-from focal_plugins.core._checks import check_int, check_number, is_scalar
+from focal_plugins.core.checks import check_int, check_number, is_scalar
 from focal_plugins.core.prior import softmax_prior_bias
 
 __all__ = [

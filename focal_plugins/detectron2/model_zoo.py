@@ -11,7 +11,7 @@ trained weights, so ``trained=True`` is refused.
 """
 
 from .. import configs
-from ..core._checks import check_choice
+from ..core.checks import check_choice
 from .config import load_config_file
 
 __all__ = ["get_config_file", "get_config", "list_configs"]

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from focal_plugins import core
 from focal_plugins.core import asl1_loss, resolve_alpha, sigmoid_focal_loss, softmax_focal_loss
-from focal_plugins.core._checks import (REDUCTIONS, check_bool, check_choice, check_int,
+from focal_plugins.core.checks import (REDUCTIONS, check_bool, check_choice, check_int,
                                         check_number, is_scalar)
 from focal_plugins.core.focal import IMPLS
 

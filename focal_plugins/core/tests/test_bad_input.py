@@ -75,7 +75,7 @@ def test_fused_without_kernel_is_a_clear_error():
         softmax_focal_loss(X, T, impl="fused")
 
 
-# ---- the audit's classes: every public entry goes through core/_checks.py
+# ---- the audit's classes: every public entry goes through core/checks.py
 
 INF, NAN = float("inf"), float("nan")
 L = torch.tensor([0, 1, 3, 2])           # sigmoid labels, 3 = background (CPU fast path)

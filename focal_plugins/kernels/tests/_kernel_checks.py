@@ -557,7 +557,7 @@ def check_budget(gen):
     """The public losses on the fused path, forward + backward: no host synchronisation,
     and at most 1.5x the logits' bytes allocated in all (the gradient included)."""
     import focal_plugins as fp
-    from focal_plugins.core import _checks
+    from focal_plugins.core import checks as _checks
     _checks.DEVICE_ASSERTS_ON_CPU = True      # value checks as on CUDA (CPU: eager .item())
     budget = _Budget()
     wrap_kernels(budget.around)
