@@ -42,7 +42,10 @@ def test_bad_arguments_are_refused(capsys):
     for argv, word in ((["--iters", "0"], "--iters"), (["--jobs", "0"], "--jobs"),
                        (["--noise", "1.5"], "--noise"), (["--seeds", "0"], "--seeds"),
                        (["--set", "mu0.05"], "--set"), (["--set", "=1"], "--set"),
-                       (["--ghm-stats", "-1"], "--ghm-stats")):
+                       (["--ghm-stats", "-1"], "--ghm-stats"),
+                       (["--noise-type", "class"], "--noise-type"),
+                       (["--noise", "0.2", "--noise-type", "labels"], "--noise-type"),
+                       (["--num-train", "0"], "--num-train")):
         with pytest.raises(SystemExit):
             demo.parse_args(argv)
         assert word in capsys.readouterr().err
@@ -52,6 +55,18 @@ def test_noise_gets_its_own_dataset_and_result_folders():
     clean, noisy = demo.parse_args([]), demo.parse_args(["--noise", "0.2"])
     assert clean.data_dir != noisy.data_dir and noisy.data_dir.endswith("synthetic_noise0.2")
     assert demo.run_tag(clean) == "mmdet" and demo.run_tag(noisy) == "mmdet_noise0.2"
+
+
+def test_one_noise_type_and_a_larger_set_get_their_own_folders():
+    one = demo.parse_args(["--noise", "0.2", "--noise-type", "jitter"])
+    assert one.data_dir.endswith("synthetic_noise0.2_jitter")
+    assert demo.run_tag(one) == "mmdet_noise0.2_jitter"
+    big = demo.parse_args(["--framework", "detectron2", "--noise", "0.2", "--noise-type",
+                           "class", "--num-train", "1600"])
+    assert big.data_dir.endswith("synthetic_noise0.2_class_train1600")
+    assert demo.run_tag(big) == "detectron2_noise0.2_class_train1600"
+    assert demo.parse_args(["--noise", "0.2", "--noise-type", "mixed"]).data_dir.endswith(
+        "synthetic_noise0.2")
 
 
 def test_overrides_reach_both_frameworks_commands():

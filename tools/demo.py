@@ -4,14 +4,16 @@ dataset fixed), evaluated with the framework's COCO evaluator, and every loss is
 as mean +- std over the seeds.
 
     python tools/demo.py [--framework mmdet|detectron2] [--seeds 3 | --seeds 0,1,2]
-                         [--iters N] [--losses a,b,...] [--noise F] [--jobs J]
+                         [--iters N] [--losses a,b,...] [--noise F]
+                         [--noise-type mixed|class|jitter|spurious] [--jobs J]
                          [--work-dir DIR] [--data-dir DIR]
 
 Steps:
 
 1. generate the dataset (``focal_plugins.data.synthetic``) into ``data/synthetic`` (or
-   ``data/synthetic_noise<F>`` with ``--noise F``) unless an identical copy (same seed and
-   settings) is cached there;
+   ``data/synthetic_noise<F>`` with ``--noise F``, ``..._noise<F>_<type>`` with one
+   ``--noise-type``, ``..._train<N>`` with a non-default ``--num-train``) unless an identical
+   copy (same seed and settings) is cached there;
 2. for each loss and each training seed, run the framework's own training front
    (``tools/train.py`` with ``--cfg-options randomness.seed=S`` for mmdet,
    ``tools/train_net.py ... SEED S`` for detectron2) as a subprocess on the configs in
@@ -22,7 +24,7 @@ Steps:
    with classwise=True, detectron2's COCOEvaluator): AP, AP50, AP75 (COCO AP x 100) and
    AP_rare, the mean per-class AP of the ``--rare-k`` classes with the fewest training boxes;
 4. prints one table of mean +- std (sample standard deviation over the seeds) per loss and
-   writes ``<work-dir>/<framework>[_noise<F>]/``: ``results.md``, ``results.json`` (every
+   writes ``<work-dir>/<framework>[_noise<F>[_<type>]][_train<N>]/``: ``results.md``, ``results.json`` (every
    run's numbers and training-loss curve), ``ap.png`` (mean +- std per metric and loss) and
    ``losses.png`` (mean training loss per loss, the band spanning the seeds).
 """
@@ -44,7 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from focal_plugins.data.synthetic import SyntheticConfig, ensure_dataset  # noqa: E402
+from focal_plugins.data.synthetic import NOISE_TYPES, SyntheticConfig, ensure_dataset  # noqa: E402
 
 # loss key -> (label in the table, mmdet config, detectron2 config)
 LOSSES = {
@@ -127,6 +129,10 @@ def parse_args(argv=None):
                    "on 100)")
     p.add_argument("--noise", type=float, default=0.0,
                    help="fraction of noisy training labels in the generated dataset")
+    p.add_argument("--noise-type", choices=NOISE_TYPES, default="mixed",
+                   help="with --noise: corrupt labels by one kind only (class: a wrong "
+                   "class, jitter: a badly shifted box, spurious: a box on background) or "
+                   "a third each (mixed, the default)")
     p.add_argument("--rare-k", type=int, default=3,
                    help="AP_rare averages the per-class AP of this many rarest classes")
     p.add_argument("--quiet", action="store_true", help="do not echo training progress")
@@ -151,14 +157,27 @@ def parse_args(argv=None):
         p.error(f"--jobs must be >= 1, got {args.jobs}")
     if not 0.0 <= args.noise <= 1.0:
         p.error(f"--noise must lie in [0, 1], got {args.noise}")
+    if args.noise_type != "mixed" and args.noise == 0:
+        p.error(f"--noise-type {args.noise_type} needs --noise > 0")
+    if args.num_train < 1:
+        p.error(f"--num-train must be >= 1, got {args.num_train}")
     if args.data_dir is None:
-        name = "synthetic" if args.noise == 0 else f"synthetic_noise{args.noise:g}"
-        args.data_dir = osp.join(ROOT, "data", name)
+        args.data_dir = osp.join(ROOT, "data", "synthetic" + _data_suffix(args))
     return args
 
 
+def _data_suffix(args) -> str:
+    """What tells a non-default dataset apart in folder names ('' for the default one)."""
+    tag = "" if args.noise == 0 else f"_noise{args.noise:g}"
+    if args.noise_type != "mixed":
+        tag += f"_{args.noise_type}"
+    if args.num_train != SyntheticConfig.num_train:
+        tag += f"_train{args.num_train}"
+    return tag
+
+
 def run_tag(args) -> str:
-    return args.framework + ("" if args.noise == 0 else f"_noise{args.noise:g}")
+    return args.framework + _data_suffix(args)
 
 
 # ----------------------------------------------------------------------------- subprocess
@@ -403,7 +422,7 @@ def main(argv=None):
     os.makedirs(out_dir, exist_ok=True)
 
     dcfg = SyntheticConfig(seed=args.seed, num_train=args.num_train, num_val=args.num_val,
-                           noise=args.noise)
+                           noise=args.noise, noise_type=args.noise_type)
     ensure_dataset(dcfg, args.data_dir, verbose=True)
     with open(osp.join(args.data_dir, "annotations", "instances_train.json")) as f:
         train_coco = json.load(f)
@@ -412,7 +431,8 @@ def main(argv=None):
     rare = sorted(class_names, key=lambda n: (counts[n], -class_names.index(n)))[: args.rare_k]
     dataset_line = (f"synthetic dataset seed {args.seed}: {len(train_coco['images'])} train / "
                     f"{args.num_val} val images of {dcfg.image_size}x{dcfg.image_size}, "
-                    f"{len(train_coco['annotations'])} train boxes, noise {args.noise:g}")
+                    f"{len(train_coco['annotations'])} train boxes, noise {args.noise:g}"
+                    + ("" if args.noise_type == "mixed" else f" ({args.noise_type})"))
 
     runs = [(key, seed) for key in keys for seed in args.seeds]
     jobs = min(args.jobs or max(1, _cores() // args.threads), len(runs))
@@ -464,7 +484,8 @@ def main(argv=None):
                 f"{runs_table}")
     with open(osp.join(out_dir, "results.json"), "w") as f:
         json.dump({"command": cmdline.strip(), "framework": args.framework,
-                   "iters": args.iters, "seeds": args.seeds, "noise": args.noise, "set": args.set,
+                   "iters": args.iters, "seeds": args.seeds, "noise": args.noise,
+                   "noise_type": args.noise_type, "set": args.set,
                    "dataset": dataset_line, "rare_classes": rare, "class_counts": counts,
                    "minutes": total / 60, "results": results}, f, indent=1)
     plot(results, out_dir, f"{args.framework}, noise {args.noise:g}, {args.iters} iterations, "

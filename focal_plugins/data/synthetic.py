@@ -8,9 +8,10 @@ What it exercises:
   to ``tail_ratio ** k``, so the last classes are rare (the counts are written to the json's
   ``info`` and printed by the CLI);
 * optionally noisy training labels (``noise``): that exact fraction of the training
-  annotations is corrupted, a third each by a wrong class, a badly jittered box, or a spurious
-  box on background (the object it replaced stays drawn and unannotated). The validation split
-  is always clean. Corrupted annotations carry ``"noise": "class" | "jitter" | "spurious"``
+  annotations is corrupted by a wrong class, a badly jittered box, or a spurious box on
+  background (the object it replaced stays drawn and unannotated): a third each with
+  ``noise_type="mixed"`` (the default), or all of one kind with ``noise_type="class"``,
+  ``"jitter"`` or ``"spurious"``. The validation split is always clean. Corrupted annotations carry ``"noise": "class" | "jitter" | "spurious"``
   (an extra field that COCO tools ignore).
 
 Deterministic by seed: the same arguments give byte-identical images and json. Every image
@@ -50,6 +51,7 @@ CLASSES = (
 )
 MAX_CLASSES = len(CLASSES)
 NOISE_KINDS = ("class", "jitter", "spurious")
+NOISE_TYPES = ("mixed",) + NOISE_KINDS
 
 
 @dataclass
@@ -68,6 +70,7 @@ class SyntheticConfig:
     max_size: int = 24
     num_distractors: int = 10
     noise: float = 0.0
+    noise_type: str = "mixed"
     image_format: str = "png"
     extra: dict = field(default_factory=dict)
 
@@ -76,6 +79,11 @@ class SyntheticConfig:
             raise ValueError(f"num_classes must be in 1..{MAX_CLASSES}, got {self.num_classes}")
         if not 0.0 <= self.noise <= 1.0:
             raise ValueError(f"noise must be a fraction in [0, 1], got {self.noise}")
+        if self.noise_type not in NOISE_TYPES:
+            raise ValueError(f"noise_type must be one of {NOISE_TYPES}, got {self.noise_type!r}")
+        if self.noise_type == "class" and self.num_classes < 2:
+            raise ValueError("noise_type='class' needs num_classes >= 2 (a wrong class to "
+                             f"give), got num_classes={self.num_classes}")
         if not 0.0 < self.tail_ratio <= 1.0:
             raise ValueError(f"tail_ratio must be in (0, 1], got {self.tail_ratio}")
         if not 4 <= self.min_size <= self.max_size < self.image_size // 2:
@@ -84,6 +92,15 @@ class SyntheticConfig:
             raise ValueError("need 0 <= min_objects <= max_objects")
         if self.image_format not in ("png", "jpg"):
             raise ValueError("image_format is png or jpg")
+
+    def as_info(self) -> dict:
+        """The settings as stored in the json's ``info`` and hashed by ``fingerprint``:
+        ``noise_type`` is left out at its default, so datasets made before it existed stay
+        byte-identical and their cached copies keep their fingerprint."""
+        d = asdict(self)
+        if d["noise_type"] == "mixed":
+            del d["noise_type"]
+        return d
 
 
 def class_names(num_classes: int = MAX_CLASSES) -> tuple[str, ...]:
@@ -246,7 +263,8 @@ def render_image(cfg: SyntheticConfig, split: str, index: int):
 
 # ------------------------------------------------------------------------------ annotations
 def _corrupt(annotations: list, cfg: SyntheticConfig, boxes_by_image: dict) -> list:
-    """Corrupts exactly round(noise * N) annotations (a deterministic choice)."""
+    """Corrupts exactly round(noise * N) annotations (a deterministic choice), cycling
+    through the three kinds (``noise_type="mixed"``) or all of ``noise_type``."""
     n_noisy = int(round(cfg.noise * len(annotations)))
     if n_noisy == 0:
         return annotations
@@ -255,7 +273,8 @@ def _corrupt(annotations: list, cfg: SyntheticConfig, boxes_by_image: dict) -> l
     size = cfg.image_size
     for j, idx in enumerate(sorted(chosen.tolist())):
         ann = annotations[idx]
-        kind = NOISE_KINDS[j % len(NOISE_KINDS)]
+        kind = (NOISE_KINDS[j % len(NOISE_KINDS)] if cfg.noise_type == "mixed"
+                else cfg.noise_type)
         x, y, w, h = ann["bbox"]
         if kind == "class" and cfg.num_classes > 1:
             others = [c for c in range(1, cfg.num_classes + 1) if c != ann["category_id"]]
@@ -326,7 +345,7 @@ def generate_split(cfg: SyntheticConfig, out: str, split: str) -> dict:
         "description": "focal_plugins synthetic long-tailed small-object detection dataset",
         "version": "1",
         "split": split,
-        "config": asdict(cfg),
+        "config": cfg.as_info(),
         "class_counts": counts,
         "num_noisy": sum(1 for a in annotations if "noise" in a),
     }
@@ -362,7 +381,7 @@ def generate(cfg: SyntheticConfig, out: str, verbose: bool = False) -> dict:
 
 def fingerprint(cfg: SyntheticConfig) -> str:
     """A short hash of the generator config and version (used to cache a generated copy)."""
-    blob = json.dumps({"config": asdict(cfg), "version": 1}, sort_keys=True).encode()
+    blob = json.dumps({"config": cfg.as_info(), "version": 1}, sort_keys=True).encode()
     return hashlib.sha1(blob).hexdigest()[:16]
 
 
@@ -407,6 +426,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, default=d.noise,
                    help="fraction of training annotations to corrupt (wrong class, jittered "
                    "box, spurious box); validation stays clean")
+    p.add_argument("--noise-type", choices=NOISE_TYPES, default=d.noise_type,
+                   help="which corruption: a third each (mixed, default) or one kind only")
     p.add_argument("--format", dest="image_format", choices=("png", "jpg"), default="png")
     return p
 

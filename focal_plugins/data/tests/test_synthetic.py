@@ -101,3 +101,50 @@ def test_cache_reuses_identical_settings(tmp_path):
     other = SyntheticConfig(seed=3, num_train=4, num_val=2, image_size=64, max_size=16)
     assert fingerprint(other) != fingerprint(cfg)
     assert ensure_dataset(other, str(tmp_path), verbose=False) is True
+
+
+# The annotations' digest of seed 5, SMALL, noise 0.3 made before noise_type existed (at
+# e5bc101): the default (mixed) keeps them byte for byte. Images are left out: their PNG
+# bytes depend on the Pillow/zlib version, not on this generator.
+GOLDEN_MIXED = "bfdba89e8830c21ab1cd7c45fa96349fb1ddf000eccdd90d9a3aa84726ae51c9"
+
+
+def test_default_noise_type_keeps_the_bytes(tmp_path):
+    mixed = generate(SyntheticConfig(seed=5, noise=0.3, **SMALL), str(tmp_path / "a"))
+    explicit = generate(SyntheticConfig(seed=5, noise=0.3, noise_type="mixed", **SMALL),
+                        str(tmp_path / "b"))
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    assert "noise_type" not in mixed["train"]["info"]["config"]
+    assert fingerprint(SyntheticConfig(seed=5, noise=0.3)) == \
+        fingerprint(SyntheticConfig(seed=5, noise=0.3, noise_type="mixed"))
+    assert _digest(tmp_path / "a" / "annotations") == GOLDEN_MIXED
+
+
+@pytest.mark.parametrize("kind", ["class", "jitter", "spurious"])
+def test_one_noise_type_corrupts_only_that_kind(tmp_path, kind):
+    clean = generate(SyntheticConfig(seed=5, **SMALL), str(tmp_path / "clean"))
+    noisy = generate(SyntheticConfig(seed=5, noise=0.3, noise_type=kind, **SMALL),
+                     str(tmp_path / kind))
+    anns, ref = noisy["train"]["annotations"], clean["train"]["annotations"]
+    flagged = [a for a in anns if "noise" in a]
+    assert len(flagged) == round(0.3 * len(anns)) > 0
+    assert {a["noise"] for a in flagged} == {kind}
+    assert noisy["train"]["info"]["config"]["noise_type"] == kind
+    by_id = {a["id"]: a for a in ref}
+    for a in flagged:
+        c = by_id[a["id"]]
+        if kind == "class":
+            assert a["bbox"] == c["bbox"] and a["category_id"] != c["category_id"]
+        else:
+            assert a["bbox"] != c["bbox"]
+    assert noisy["val"]["annotations"] == clean["val"]["annotations"]
+    assert fingerprint(SyntheticConfig(seed=5, noise=0.3, noise_type=kind)) != \
+        fingerprint(SyntheticConfig(seed=5, noise=0.3))
+
+
+def test_bad_noise_type_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="noise_type must be one of .*'labels'"):
+        generate(SyntheticConfig(noise=0.1, noise_type="labels", **SMALL), str(tmp_path / "x"))
+    with pytest.raises(ValueError, match="noise_type='class' needs num_classes >= 2"):
+        generate(SyntheticConfig(noise=0.1, noise_type="class", num_classes=1, **SMALL),
+                 str(tmp_path / "y"))
