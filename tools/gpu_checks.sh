@@ -5,14 +5,19 @@
 #   bash tools/gpu_checks.sh WHEELS OUT detectors [ITERS]   # the six shipped detector configs and
 #                                                           # mmdet's own RetinaNet (FocalLoss + L1)
 #   bash tools/gpu_checks.sh WHEELS OUT baselines [ITERS]   # mmdet's and detectron2's own RetinaNet
+#   bash tools/gpu_checks.sh WHEELS OUT profile             # torch.profiler traces of mmdet RetinaNet
+#                                                           # R50 iterations: FocalLoss + L1, plugin
+#                                                           # focal + L1, plugin GHM, mmdet's GHM, each
+#                                                           # with and without clip_grad
+#                                                           # (tools/profile_iters.py; run it first)
 #
 # WHEELS: a copy of the wheels/sdists for that machine (mmcv with CUDA ops, mmdet, mmengine,
 # detectron2 and fvcore sources, ...); OUT: where logs and results go. The install goes to
 # /tmp/site and is skipped when already there. Each step has a time limit, so one failing or
 # slow step leaves the others' results.
 set -u
-if [ $# -lt 3 ] || [[ ! "$3" =~ ^(kernels|detectors|baselines)$ ]]; then
-    echo "usage: $0 WHEELS OUT kernels|detectors|baselines [ITERS] (got: $*)" >&2; exit 2
+if [ $# -lt 3 ] || [[ ! "$3" =~ ^(kernels|detectors|baselines|profile)$ ]]; then
+    echo "usage: $0 WHEELS OUT kernels|detectors|baselines|profile [ITERS] (got: $*)" >&2; exit 2
 fi
 W=$(cd "$1" && pwd) || exit 2; OUT=$2; WHAT=$3; ITERS=${4:-100}
 mkdir -p "$OUT"
@@ -49,6 +54,12 @@ step() {  # step NAME LIMIT_S CMD...: runs CMD with a limit, log to LOGS/NAME.lo
 if [ "$WHAT" = kernels ]; then
     step kernels 240 python3 -m focal_plugins.kernels.tests._kernel_checks cuda
     step bench 200 python3 -W ignore tools/benchmark.py --device cuda --sizes 401400x80,20000x80 --repeats 30
+    exit 0
+fi
+
+if [ "$WHAT" = profile ]; then   # where an iteration's time goes (host in the losses, GPU idle, syncs)
+    step profile 420 python3 -W ignore tools/profile_iters.py --device cuda --out "$OUT/profile"
+    cat "$OUT/profile/profile.md"
     exit 0
 fi
 
