@@ -167,7 +167,7 @@ def test_demo_mmdet_two_seeds_end_to_end(tmp_path):
     assert "±" in md and "Every run:" in md and md.count("| ghm |") == 2
     # a demo checkpoint feeds the density figure
     ckpt = res_dir / "ghm" / "seed0" / "iter_2.pth"
-    cmd = [sys.executable, os.path.join(ROOT, "tools", "plot_grad_density.py"),
+    cmd = [sys.executable, "-m", "focal_plugins.tools.plot_grad_density",
            "--run", "GHM", os.path.join(ROOT, demo.LOSSES["ghm"][1]),
            str(ckpt), "--data-root", str(tmp_path / "data"), "--num-images", "4",
            "--out", str(tmp_path / "gd.png")]
@@ -176,7 +176,7 @@ def test_demo_mmdet_two_seeds_end_to_end(tmp_path):
     assert (tmp_path / "gd.png").stat().st_size > 1000
     # and the GHM-R mu tool, on the targets and on that model's residuals
     for extra in ([], ["--checkpoint", str(ckpt)]):
-        cmd = [sys.executable, os.path.join(ROOT, "tools", "ghmr_mu.py"),
+        cmd = [sys.executable, "-m", "focal_plugins.tools.ghmr_mu",
                os.path.join(ROOT, demo.LOSSES["ghm"][1]), "--data-root", str(tmp_path / "data"),
                "--num-images", "4", "--mu", "0.02", "0.1", *extra]
         out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True,

@@ -75,6 +75,11 @@ def test_wheel_contents(built):
     modules = {n for n in _sources("focal_plugins") if n.endswith(".py")}
     assert modules <= names, sorted(modules - names)
     assert "focal_plugins/py.typed" in names
+    # the tools the configs and the README tell users to run (python -m focal_plugins.tools.X)
+    from focal_plugins.tools import TOOLS
+
+    tools = {f"focal_plugins/tools/{t}.py" for t in TOOLS}
+    assert len(tools) == 4 and tools <= names, sorted(tools - names)
     assert "focal_plugins-0.1.0.dist-info/licenses/LICENSE" in names
     assert not [n for n in names if "tests" in n.split("/")]
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]

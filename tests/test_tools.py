@@ -1,5 +1,6 @@
-"""tools/: --data-root layouts, --max-iters, both frameworks' training fronts on a tiny dataset,
-and the figure tools (the demo has tests/test_demo.py). CPU; the training ones are subprocesses."""
+"""tools/: --data-root layouts, --max-iters, both frameworks' training fronts on a tiny dataset
+(the packaged tools are tested in focal_plugins/tools/tests; the demo in tests/test_demo.py).
+CPU; the training ones are subprocesses."""
 import json
 import os
 import subprocess
@@ -83,18 +84,6 @@ def test_mmdet_ghm_stats_flag_adds_one_hook(capsys):
     with pytest.raises(SystemExit):
         train.parse_args([cfg_file, "--ghm-stats", "0"])
     assert "--ghm-stats" in capsys.readouterr().err
-
-
-def test_plot_focal_writes_png(tmp_path):
-    import plot_focal
-    import torch
-
-    out = plot_focal.main(["--out", str(tmp_path / "fl.png"), "--points", "50"])
-    assert os.path.getsize(out) > 1000
-    p = torch.tensor([0.1, 0.5, 0.9])
-    torch.testing.assert_close(plot_focal.focal_curve(p, 0.0), -torch.log(p.double()))
-    torch.testing.assert_close(plot_focal.focal_curve(p, 2.0),
-                               -(1 - p.double()) ** 2 * torch.log(p.double()))
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ YACS configs are read with ``focal_plugins.detectron2.get_cfg()``, which adds th
 here: ``SOLVER.OPTIMIZER`` ("SGD", detectron2's own, or "AdamW") and ``SOLVER.BETAS``.
 ``MODEL.FOCAL_PLUGINS.GHM_STATS_PERIOD N`` (YACS) or ``train.ghm_stats_period=N``
 (LazyConfig) logs the GHM losses' bins every N iterations into metrics.json / TensorBoard
-(``focal_plugins.detectron2.hooks``; draw them with ``tools/plot_ghm_stats.py``).
+(``focal_plugins.detectron2.hooks``; draw them with ``python -m focal_plugins.tools.plot_ghm_stats``).
 Checkpoints hold the GHM losses' running statistics (buffers of the model), so ``--resume``
 continues a GHM run with the same gradient density.
 """

@@ -13,16 +13,10 @@ model = dict(
             gamma=2.0,
             alpha=0.25,
             alpha_mode='paper',
-            loss_weight=1.0),
-        # softmax prior for the classifier: background 0.99 at init (the shipped bias_prob
-        # is a sigmoid convention; see focal_plugins.mmdet.init.SoftmaxPriorInit)
-        init_cfg=dict(
-            type='Normal',
-            layer='Conv2d',
-            std=0.01,
-            override=dict(
-                type='SoftmaxPriorInit',
-                name='conv_cls',
-                std=0.01,
-                num_classes=80,
-                background_prob=0.99))))
+            loss_weight=1.0)))
+# The classifier starts at the softmax prior, background 1 - bias_prob = 0.99 and each class
+# 0.01 / num_classes: SoftmaxFocalLoss sets it from the head's own num_classes and bias_prob
+# (focal_plugins.mmdet.heads), so a config inheriting this one with another num_classes needs
+# nothing more. For another prior: init_cfg=dict(type='Normal', layer='Conv2d', std=0.01,
+# override=dict(type='SoftmaxPriorInit', name='conv_cls', std=0.01, num_classes=C,
+# background_prob=P)) (focal_plugins.mmdet.init).

@@ -10,7 +10,7 @@ Every ``interval`` iterations it logs, for each GHM loss module of the model (na
 ``focal_plugins.core.ghm_stats``) through the runner's visualizer, so they land in
 ``vis_data/scalars.json`` (one line with ``step``) and in TensorBoard where its backend is
 on; with TensorBoard also histograms over g of the density and of the gradient share
-(``ghm/<module>/density``, ``.../grad_share``). ``tools/plot_ghm_stats.py`` draws them.
+(``ghm/<module>/density``, ``.../grad_share``). ``python -m focal_plugins.tools.plot_ghm_stats`` draws them.
 Other iterations run without any hook on the losses.
 """
 from mmengine.hooks import Hook

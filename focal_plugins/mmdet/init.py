@@ -8,15 +8,19 @@ and the first loss is in the hundreds. ``SoftmaxPriorInit`` gives the background
 probability ``background_prob`` and splits the rest evenly over the classes: the convention
 of ``focal_plugins.core.prior.softmax_prior_bias`` with ``prior_prob = 1 - background_prob``.
 
-A head whose ``loss_cls`` is ``SoftmaxFocalLoss`` gets this prior without it (from the head's
-``bias_prob``, see ``focal_plugins.mmdet.heads``); use it to choose another
-``background_prob`` or for other softmax classifiers.
+A dense head whose ``loss_cls`` is ``SoftmaxFocalLoss`` gets this prior without it, from the
+head's own ``num_classes`` and ``bias_prob`` (background ``1 - bias_prob``; see
+``focal_plugins.mmdet.heads``), which is why the shipped softmax-focal configs name no class
+count and inherit to any dataset. Use ``SoftmaxPriorInit`` to choose another
+``background_prob``, or for other softmax classifiers; its ``num_classes`` must then be the
+head's (a bias that is not a multiple of ``num_classes + 1`` is an error naming both).
 
-Use it as the classifier's override in the head's ``init_cfg``, e.g. for RetinaNet::
+Use it as the classifier's override in the head's ``init_cfg``, e.g. for RetinaNet on a
+dataset of C classes::
 
     init_cfg=dict(type='Normal', layer='Conv2d', std=0.01,
                   override=dict(type='SoftmaxPriorInit', name='retina_cls', std=0.01,
-                                num_classes=80, background_prob=0.99))
+                                num_classes=C, background_prob=0.999))
 """
 import torch
 from mmengine.model.weight_init import BaseInit, update_init_info

@@ -1,6 +1,6 @@
 """Draw what the GHM losses did while training, from the scalars GHMStatsHook logged.
 
-    python tools/plot_ghm_stats.py LOG [--out ghm_stats.png] [--module NAME ...]
+    python -m focal_plugins.tools.plot_ghm_stats LOG [--out ghm_stats.png] [--module NAME ...]
 
 LOG is mmdet's ``vis_data/scalars.json`` or detectron2's ``metrics.json`` (json lines), or
 a folder to search for the newest of them. Enable the hook with
@@ -126,7 +126,8 @@ def last_bin_table(s, tail=None) -> str:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m focal_plugins.tools.plot_ghm_stats",
+                                description=__doc__.split("\n")[0])
     p.add_argument("log", help="scalars.json / metrics.json, or a folder holding one")
     p.add_argument("--out", default="ghm_stats.png")
     p.add_argument("--module", action="append", help="only these GHM losses (repeatable)")

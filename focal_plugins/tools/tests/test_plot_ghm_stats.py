@@ -1,14 +1,10 @@
-"""tools/plot_ghm_stats.py on synthetic logs in mmdet's and detectron2's formats."""
+"""focal_plugins.tools.plot_ghm_stats on synthetic logs in mmdet's and detectron2's formats."""
 import json
 import os
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-
-import plot_ghm_stats  # noqa: E402
+from focal_plugins.tools import plot_ghm_stats
 
 
 def _row(module, it, step_key, bins=4):

@@ -1,17 +1,10 @@
-"""tools/ghmr_mu.py: the GHM-R bin arithmetic behind its suggestion (the end-to-end run on a
-demo checkpoint is in test_demo.py)."""
-import os
-import sys
-
+"""focal_plugins.tools.ghmr_mu: the GHM-R bin arithmetic behind its suggestion (the end-to-end
+run on a demo checkpoint is in tests/test_demo.py)."""
 import pytest
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-
-import ghmr_mu  # noqa: E402
-
-from focal_plugins.core import GHMR  # noqa: E402
+from focal_plugins.core import GHMR
+from focal_plugins.tools import ghmr_mu
 
 
 def test_suggested_mu_starts_a_quarter_of_the_coordinates_in_the_last_bin():

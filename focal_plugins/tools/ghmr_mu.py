@@ -1,6 +1,6 @@
 """The scale of a detector's box-regression targets, and the GHM-R mu that fits it.
 
-    python tools/ghmr_mu.py CONFIG [--checkpoint CKPT] [--data-root DIR]
+    python -m focal_plugins.tools.ghmr_mu CONFIG [--checkpoint CKPT] [--data-root DIR]
         [--num-images 64] [--bins 10] [--mu 0.02 0.1 ...]
 
 For an mmdet anchor-based dense head (RetinaNet and kin), the positive anchors of the
@@ -17,16 +17,11 @@ quarter of the coordinates start at g >= 0.9, in the last of 10 bins (README: "C
 from __future__ import annotations
 
 import argparse
-import os.path as osp
 import sys
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(ROOT, "tools"))
-sys.path.insert(0, ROOT)
+import torch
 
-import torch  # noqa: E402
-
-from plot_grad_density import flat_levels, head_batches  # noqa: E402
+from focal_plugins.tools.plot_grad_density import flat_levels, head_batches
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 LAST_BIN_G = 0.9        # lower edge of the last of GHM-R's 10 bins
@@ -74,10 +69,12 @@ def suggested_mu(d):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("config")
+    p = argparse.ArgumentParser(prog="python -m focal_plugins.tools.ghmr_mu",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("config", help="an mmdet config file, or a shipped config's name "
+                   "(python -m focal_plugins.configs lists them)")
     p.add_argument("--checkpoint", help="measure the residuals of this model instead")
-    p.add_argument("--data-root", help="COCO-format root (as tools/train.py --data-root)")
+    p.add_argument("--data-root", help="COCO-format root (focal_plugins.tools.data_root)")
     p.add_argument("--num-images", type=int, default=64)
     p.add_argument("--bins", type=int, default=10, help="GHM-R bins (default 10, the paper's)")
     p.add_argument("--mu", type=float, nargs="*", default=[0.02, 0.05, 0.1, 0.2])

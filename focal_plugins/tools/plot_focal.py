@@ -2,20 +2,17 @@
 (the focal loss paper's Figure 1: FL(p_t) = -(1 - p_t)^gamma log(p_t), no alpha), computed
 with the package's own ``focal_plugins.core.sigmoid_focal_loss``.
 
-    python tools/plot_focal.py [--out focal_loss.png] [--gammas 0 0.5 1 2 5]
+    python -m focal_plugins.tools.plot_focal [--out focal_loss.png] [--gammas 0 0.5 1 2 5]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
-
-from focal_plugins.core import sigmoid_focal_loss  # noqa: E402
+from focal_plugins.core import sigmoid_focal_loss
 
 
 def focal_curve(p_t: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -27,7 +24,8 @@ def focal_curve(p_t: torch.Tensor, gamma: float) -> torch.Tensor:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m focal_plugins.tools.plot_focal",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--out", default="focal_loss.png")
     p.add_argument("--gammas", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0, 5.0])
     p.add_argument("--points", type=int, default=400)

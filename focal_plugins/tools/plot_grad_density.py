@@ -2,15 +2,15 @@
 density figure), from trained mmdet RetinaNet checkpoints on a dataset, and how CE, focal
 loss and GHM-C reweight it.
 
-    python tools/plot_grad_density.py --run LABEL CONFIG CHECKPOINT [--run ...]
+    python -m focal_plugins.tools.plot_grad_density --run LABEL CONFIG CHECKPOINT [--run ...]
         [--data-root DIR] [--num-images 64] [--bins 30] [--out grad_density.png]
 
 e.g. after ``make demo``::
 
-    python tools/plot_grad_density.py \\
-        --run BCE configs/demo/retinanet_r18_synthetic_bce.py work_dirs/demo/mmdet/bce/iter_150.pth \\
-        --run focal configs/demo/retinanet_r18_synthetic_sigmoid_focal.py work_dirs/demo/mmdet/sigmoid_focal/iter_150.pth \\
-        --run GHM configs/demo/retinanet_r18_synthetic_ghm.py work_dirs/demo/mmdet/ghm/iter_150.pth \\
+    python -m focal_plugins.tools.plot_grad_density \\
+        --run BCE configs/demo/retinanet_r18_synthetic_bce.py work_dirs/demo/mmdet/bce/seed0/iter_400.pth \\
+        --run focal configs/demo/retinanet_r18_synthetic_sigmoid_focal.py work_dirs/demo/mmdet/sigmoid_focal/seed0/iter_400.pth \\
+        --run GHM configs/demo/retinanet_r18_synthetic_ghm.py work_dirs/demo/mmdet/ghm/seed0/iter_400.pth \\
         --data-root data/synthetic
 
 For each checkpoint the classification logits of the training images are matched to their
@@ -27,14 +27,11 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
-import sys
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import torch
 
-import torch  # noqa: E402
-
-from focal_plugins.core import GHMC, sigmoid_focal_loss  # noqa: E402
+from focal_plugins.core import GHMC, sigmoid_focal_loss
+from focal_plugins.tools.data_root import apply_data_root, resolve_config
 
 
 def head_batches(config, checkpoint=None, data_root=None, num_images=64, batch_size=8):
@@ -45,11 +42,8 @@ def head_batches(config, checkpoint=None, data_root=None, num_images=64, batch_s
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
 
-    cfg = Config.fromfile(config)
+    cfg = Config.fromfile(resolve_config(config))
     if data_root:
-        sys.path.insert(0, osp.join(ROOT, "tools"))
-        from train import apply_data_root
-
         apply_data_root(cfg, data_root)
     init_default_scope(cfg.get("default_scope", "mmdet"))
     if cfg.get("custom_imports"):
@@ -142,10 +136,11 @@ def per_bin_gradient(logits, onehot, g, edges):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m focal_plugins.tools.plot_grad_density",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--run", nargs=3, action="append", metavar=("LABEL", "CONFIG", "CKPT"),
                    required=True, help="a trained model (CKPT may be '' for random init)")
-    p.add_argument("--data-root", help="COCO-format root (as tools/train.py --data-root)")
+    p.add_argument("--data-root", help="COCO-format root (focal_plugins.tools.data_root)")
     p.add_argument("--num-images", type=int, default=64)
     p.add_argument("--bins", type=int, default=30)
     p.add_argument("--out", default="grad_density.png")
