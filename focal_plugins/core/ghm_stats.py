@@ -8,8 +8,9 @@ window no hook is registered, so the losses run at full speed. The framework hoo
 (``focal_plugins.mmdet.hooks``, ``focal_plugins.detectron2.hooks``) open the window on the
 iterations they log.
 
-Per call, over the valid elements (label_weight > 0), with the module's own ``_elements``
-(loss, g) and ``_bin_counts`` (binning), and w the GHM weight of each element:
+Per call, over the valid elements (label_weight > 0), with the module's own ``elements``
+(loss, g) and ``bin_counts`` (``focal_plugins.core.density``'s binning), and w the GHM
+weight of each element:
     count_i = number of elements in bin i
     loss_i  = the part of the call's output contributed by bin i (sum of w * loss)
     grad_i  = sum over bin i of |d output / d pred| per element, which is w * g times the
@@ -34,7 +35,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .ghm import _GHM
+from .density import GHMBase
 
 __all__ = ["GHMStats", "ghm_modules", "call_stats", "scalars", "histogram", "KEYS"]
 
@@ -43,10 +44,10 @@ KEYS = ("density", "count", "loss_share", "grad_share")
 
 def ghm_modules(model: nn.Module) -> List[Tuple[str, nn.Module]]:
     """(name, module) for every GHM loss module in ``model``, in ``named_modules`` order."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, _GHM)]
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, GHMBase)]
 
 
-def _inputs(module: _GHM, args, kwargs):
+def _inputs(module: GHMBase, args, kwargs):
     """pred, target, label weight of a call, whatever the forward calls its third argument."""
     sig = inspect.signature(module.forward)
     bound = sig.bind(*args, **kwargs).arguments
@@ -55,13 +56,13 @@ def _inputs(module: _GHM, args, kwargs):
 
 
 @torch.no_grad()
-def call_stats(module: _GHM, args, kwargs, output: Tensor) -> Dict[str, Tensor]:
+def call_stats(module: GHMBase, args, kwargs, output: Tensor) -> Dict[str, Tensor]:
     """Per-bin statistics of one call: ``count``, ``loss``, ``grad`` (float64, (bins,)) and
     ``density`` (float32, the density the call weighted by). See the module doc."""
     pred, target, lw = _inputs(module, args, kwargs)
-    loss, g, lw = module._elements(pred.detach(), target, lw)
-    idx, counts, valid = module._bin_counts(g, lw > 0)   # NaN elements: in no bin
-    if module._world() > 1:
+    loss, g, lw = module.elements(pred.detach(), target, lw)
+    idx, counts, valid = module.bin_counts(g, lw > 0)   # NaN elements: in no bin
+    if module.world_size() > 1:
         dist.all_reduce(counts)
     density = module.acc_sum.detach().clone() if module.momentum > 0 else counts
     # The GHM weight is constant per bin: tot / (density_i n). Up to the call's factor
@@ -133,7 +134,7 @@ class GHMStats:
             if s is None:
                 continue
             sums = torch.stack([s["loss"], s["grad"]])
-            if m._world() > 1:  # the counts are global already
+            if m.world_size() > 1:  # the counts are global already
                 dist.all_reduce(sums)
             loss, grad = sums.cpu()
             out[name] = dict(density=s["density"].cpu(), count=s["count"].cpu().float(),

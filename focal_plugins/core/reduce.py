@@ -39,3 +39,13 @@ def weight_reduce_loss(loss: Tensor, weight: Optional[Tensor] = None, reduction:
     if reduction == "none":
         return loss
     return loss.sum() / (avg_factor + torch.finfo(torch.float32).eps)
+
+
+def reduce_sum(total: Tensor, count: int, reduction: str, avg_factor) -> Tensor:
+    """The reduction of ``weight_reduce_loss`` from a fast path's weighted sum ``total`` of
+    ``count`` elements (reduction "mean" or "sum"; avg_factor already checked)."""
+    if avg_factor is None:
+        return total if reduction == "sum" else total / max(count, 1)
+    if reduction == "sum":
+        return weight_reduce_loss(total, None, "sum", avg_factor)   # raises, as the reference
+    return total / (avg_factor + torch.finfo(torch.float32).eps)

@@ -296,13 +296,42 @@ def _ghm_elem(x_ptr, lab_ptr, t_ptr, offs, msk, C, mu, KIND: tl.constexpr, LABEL
 
 @triton.jit
 def _bin_of(g, e_ptr, bins):
-    # i with edges[i] <= g < edges[i+1] (the last bin open above), edges[i] ~ i / bins:
-    # start from floor(g * bins) and correct the one-off rounding cases against the edges.
+    # the rule of focal_plugins.core.density: i with edges[i] <= g < edges[i+1], the first
+    # bin open below and the last open above (edges[i] = fl32(i / bins)): start from
+    # floor(g * bins), clamped, and correct the one-off rounding cases against the edges.
     b = tl.minimum(tl.maximum(tl.floor(g * bins).to(tl.int32), 0), bins - 1)
     lo = tl.load(e_ptr + b)
     b = tl.where((g < lo) & (b > 0), b - 1, b)
     hi = tl.load(e_ptr + b + 1)
     return tl.where((g >= hi) & (b < bins - 1), b + 1, b)
+
+
+@triton.jit
+def _bin_or_none(g, valid, e_ptr, bins, NB: tl.constexpr):
+    # the bin of g where the element is valid and g is not NaN, else NB (counted nowhere)
+    return tl.where(valid & (g == g), _bin_of(g, e_ptr, bins), NB)
+
+
+@triton.jit
+def _bin_index_kernel(g_ptr, e_ptr, out_ptr, n, bins, NB: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    msk = offs < n
+    g = tl.load(g_ptr + offs, mask=msk, other=0.0)
+    b = _bin_or_none(g, msk, e_ptr, bins, NB)
+    tl.store(out_ptr + offs, tl.where(b == NB, bins, b), mask=msk)
+
+
+def bin_index(g, edges):
+    """The bin of every element of a float32 g (int64; ``bins`` = no bin, for NaN), by the
+    kernels' own ``_bin_or_none`` (for the tests of the binning rule)."""
+    bins = edges.numel() - 1
+    g = g.detach().to(torch.float32).reshape(-1).contiguous()
+    out = _new(g.numel(), torch.int32, g.device)
+    nb = triton.next_power_of_2(bins + 1)
+    _bin_index_kernel[(max(_cdiv(g.numel(), BLOCK), 1),)](
+        g, edges.detach().to(torch.float32).contiguous(), out, g.numel(), int(bins), NB=nb,
+        BLOCK=BLOCK)
+    return out.long()
 
 
 @triton.jit
@@ -323,8 +352,7 @@ def _ghm_elem_hist_kernel(x_ptr, lab_ptr, t_ptr, lw_ptr, e_ptr, cnt_ptr, sum_ptr
         elif LWMODE == 2:
             valid = valid & (tl.load(lw_ptr + offs, mask=msk, other=0.0) > 0)
         nan = msk & (g != g)           # a NaN logit: in no bin, but its NaN reaches the sum
-        valid = valid & (g == g)
-        b = tl.where(valid, _bin_of(g, e_ptr, bins), NB)     # NB: counted nowhere
+        b = _bin_or_none(g, valid, e_ptr, bins, NB)          # NB: counted nowhere
         hit = b[:, None] == bidx[None, :]
         cnt += tl.sum(hit.to(tl.int32), axis=0)
         acc += tl.sum(tl.where(hit, loss[:, None], 0.0), axis=0)
@@ -411,8 +439,7 @@ def _ghm_rows_hist_kernel(x_ptr, lab_ptr, lw_ptr, e_ptr, cnt_ptr, sum_ptr, N, C,
         nan = valid & (g != g)      # a NaN row (not ignored): in no bin, NaN reaches the sum
         if HAS_LW:
             valid = valid & (tl.load(lw_ptr + rows, mask=valid, other=0.0) > 0)
-        valid = valid & (g == g)
-        b = tl.where(valid, _bin_of(g, e_ptr, bins), NB)
+        b = _bin_or_none(g, valid, e_ptr, bins, NB)
         hit = b[:, None] == bidx[None, :]
         cnt += tl.sum(hit.to(tl.int32), axis=0)
         acc += tl.sum(tl.where(hit, -lp[:, None], 0.0), axis=0)

@@ -190,7 +190,7 @@ class _SigmoidFocalSoftCPU(torch.autograd.Function):
             torch.sigmoid(xs, out=p)
             torch._C._nn.log_sigmoid(xs, out=v)
             torch.mul(ts, -1.0, out=s).add_(1.0).mul_(xs).sub_(v)        # ce
-            if not torch.isfinite(xs).all():    # the limits at infinite logits (as _bce)
+            if not torch.isfinite(xs).all():    # the limits at infinite logits (as bce_with_limits)
                 s.masked_fill_((xs == float("inf")) & (ts == 1)
                                | (xs == float("-inf")) & (ts == 0), 0.0)
             torch.mul(ts, -2.0, out=u).add_(1.0)                          # 1 - 2t
@@ -232,9 +232,7 @@ class _SigmoidFocalSoftCPU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, go):
-        grad, = ctx.saved_tensors
-        grad.mul_(go)
-        return grad, None, None, None, None, None, None
+        return _scale_once(ctx, go), None, None, None, None, None, None
 
 
 def _uniform_edges(edges, bins):
@@ -249,25 +247,28 @@ def _uniform_edges(edges, bins):
 
 
 def _bin_index(g, bins, T, U, V):
-    """Into T (float, whole numbers): the bin i with edges[i] <= g < edges[i+1] of g in
-    [0, 1] for the uniform edges fl(i / bins) (``_uniform_edges``), the last bin closed,
-    equal to ``bucketize(g, edges[1:-1], right=True)`` element for element.
+    """Into T (float, whole numbers): the bin of g in [0, 1] by the rule of
+    ``focal_plugins.core.density`` for the uniform edges fl32(i / bins)
+    (``_uniform_edges``): i with edges[i] <= g < edges[i+1], the last bin closed, equal to
+    ``bucketize(g, edges[1:-1], right=True)`` element for element.
 
     b = floor(g * bins) can be one off where g * bins rounds across a whole number, so
-    it is corrected by one exact comparison each way against fl(b / bins) and
-    fl((b + 1) / bins); the comparisons are done as arithmetic (sign of the exact
-    difference g - edge, scaled past 1 and clamped), which vectorises where boolean
-    ops do not. U, V: scratch like g."""
+    it is corrected by one exact comparison each way: up where g >= fl32((b + 1) / bins),
+    then down where g < fl32(b / bins) (never both); the comparisons are done as
+    arithmetic (sign of the exact difference g - edge, scaled past 1 and clamped), which
+    vectorises where boolean ops do not. Reads g only after writing T and V, so g may
+    share storage with U (unused; kept for the callers' signature)."""
     torch.mul(g, bins, out=T)
     T.floor_()                                      # b0 in [0, bins]
     torch.add(T, 1.0, out=V)
     torch.div(V, bins, out=V)
     torch.sub(g, V, out=V)                          # g - edge[b0 + 1]: >= 0 -> one up
     V.mul_(_BIG).add_(1.0).clamp_(0.0, 1.0)
-    torch.div(T, bins, out=U)
-    torch.sub(g, U, out=U)                          # g - edge[b0]: < 0 -> one down
-    U.mul_(-_BIG).clamp_(0.0, 1.0)
-    T.add_(V).sub_(U).clamp_(0.0, bins - 1)
+    T.add_(V)
+    torch.div(T, bins, out=V)
+    torch.sub(g, V, out=V)                          # g - edge[b]: < 0 -> one down
+    V.mul_(-_BIG).clamp_(0.0, 1.0)
+    T.sub_(V).clamp_(0.0, bins - 1)
     return T
 
 
@@ -306,83 +307,118 @@ def _minus_x(xs):
     return fix
 
 
-class _GHMCSigmoidCPU(torch.autograd.Function):
-    """x (N, C) fp32 contiguous; labels (N,) int64 in [0, C], or float targets (N, C) fp32
-    in [0, 1]; label_weight None, (N,) or (N, C) (> 0 marks valid); edges (bins + 1,) fp32; weigh(counts) -> per-bin
-    weights; reduction "none" or "sum" (of w * BCE).
+def _bins_into(g, edges, bins, uniform, T, U, V, I32, idx):
+    """The bin of each g of a chunk into ``idx`` (uint8 or int64, shaped like g) by the
+    rule of ``focal_plugins.core.density``: the exact arithmetic ``_bin_index`` for the
+    uniform edges, else bucketize; a NaN g gets index ``bins`` (no bin). U is overwritten
+    (g may live there), T, V, I32 are scratch like g."""
+    nan = torch.isnan(g)
+    if uniform:
+        b = _bin_index(g, bins, T, U, V)
+    else:
+        b = torch.bucketize(g, edges[1:-1], right=True, out_int32=True)
+    if idx.dtype == torch.uint8 and uniform:
+        I32.copy_(b)
+        idx.copy_(I32)
+    else:
+        idx.copy_(b)
+    idx.masked_fill_(nan, bins)
+    return idx
 
-    Forward, two passes over row chunks: (1) p = sigmoid(x), d = p - t (kept in the
-    gradient buffer), g = |d|, bin index (uint8 where bins < 255), bin counts; then the
-    per-bin weights w (the caller's EMA / distributed logic); (2) w[bin] by one gather,
-    grad = d * w[bin], loss = w[bin] * BCE (BCE = softplus(x) - x t). Counts are int64
-    (exact at any size); a NaN logit is counted in no bin and gets weight 0, so its loss and
-    gradient stay NaN and no other element's weight changes. Backward only scales
-    the saved gradient by grad_output (in place: a second backward is a clear error)."""
+
+def bin_index(g, edges):
+    """The bin of every element of a float32 g (int64, shaped like g; ``bins`` = no bin,
+    for NaN), as the CPU fast path bins it: the rule's one CPU implementation, exposed so
+    the tests compare it with the reference and the Triton kernels at every edge."""
+    bins = edges.numel() - 1
+    g = g.detach().to(torch.float32).reshape(1, -1).contiguous()
+    T, U, V = torch.empty_like(g), g.clone(), torch.empty_like(g)
+    I32 = torch.empty(g.shape, dtype=torch.int32)
+    idx = torch.empty(g.shape, dtype=torch.uint8 if bins < 255 else torch.int64)
+    uniform = _uniform_edges(edges, bins)
+    return _bins_into(U, edges, bins, uniform, T, U, V, I32, idx).long().reshape(-1)
+
+
+def ghmc_sigmoid_hist(x, labels, label_weight, edges, need_grad):
+    """GHM-C pass 1 (no autograd): x (N, C) fp32 contiguous; labels (N,) int64 in [0, C] or
+    float targets (N, C) fp32; label_weight None, (N,) or (N, C) (> 0 marks valid; NaN is
+    invalid, as on every path); edges (bins + 1,) fp32. Returns (counts (bins,) int64,
+    d (N, C) = p - t where need_grad else None, idx (N, C) uint8/int64 with ``bins`` for
+    elements in no bin)."""
+    N, C = x.shape
+    bins = edges.numel() - 1
+    R = _rows_per_chunk(C)
+    soft = labels.is_floating_point()
+    # under torch.compile no data-dependent branches: the general bucketize, every mask
+    eager = not torch.compiler.is_compiling()
+    uniform = eager and _uniform_edges(edges, bins)
+    idt = torch.uint8 if bins < 255 else torch.int64
+    idx_all = torch.empty((N, C), dtype=idt)
+    counts = torch.zeros(bins + 1, dtype=torch.int64)
+    grad = torch.empty_like(x) if need_grad else None
+    B = torch.empty(min(R, N), C)
+    T, U, V = torch.empty_like(B), torch.empty_like(B), torch.empty_like(B)
+    I32 = torch.empty(B.shape, dtype=torch.int32)
+    inv = None
+    if label_weight is not None:
+        inv = ~(label_weight > 0)
+        inv = inv.unsqueeze(1) if inv.dim() == 1 else inv
+        if eager and not bool(inv.any()):
+            inv = None
+    for r0, r1, n in _chunks(N, R):
+        d = grad[r0:r1] if need_grad else B[:n]
+        torch.sigmoid(x[r0:r1], out=d)
+        if soft:
+            d.sub_(labels[r0:r1])
+        else:
+            _hard_positive(d, labels[r0:r1], C, lambda v, lc: v - 1.0)    # d = p - t
+        g = torch.abs(d, out=U[:n])
+        # NaN g (a NaN logit) and invalid elements: index bins, counted nowhere, weight 0
+        idx = _bins_into(g, edges, bins, uniform, T[:n], U[:n], V[:n], I32[:n],
+                         idx_all[r0:r1])
+        if inv is not None:
+            idx.masked_fill_(inv[r0:r1], bins)
+        counts += torch.bincount(idx.view(-1), minlength=bins + 1)
+    return counts[:bins], grad, idx_all
+
+
+class _GHMCSigmoidCPU(torch.autograd.Function):
+    """GHM-C pass 2: x (N, C) fp32 contiguous; labels (N,) int64 in [0, C], or float
+    targets (N, C) fp32 in [0, 1]; d, idx from ``ghmc_sigmoid_hist``; wb (bins,) fp32
+    per-bin weights (0 in empty bins); reduction "none" or "sum" (of w * BCE).
+
+    Forward, two passes over row chunks in all: (1, ``ghmc_sigmoid_hist``) p = sigmoid(x),
+    d = p - t (kept in the gradient buffer), g = |d|, bin index (uint8 where bins < 255),
+    bin counts; the caller turns the counts into per-bin weights w (EMA, distributed);
+    (2, here) w[bin] by one gather, grad = d * w[bin], loss = w[bin] * BCE
+    (BCE = softplus(x) - x t). Counts are int64 (exact at any size); a NaN logit is counted
+    in no bin and gets weight 0, so its loss and gradient stay NaN and no other element's
+    weight changes. The sum is accumulated in float64 and rounded once to float32, so it
+    can differ from torch's float32 sum of the same terms in the last bit (1 ulp).
+    Backward only scales the saved gradient by grad_output (in place: a second backward
+    is a clear error)."""
 
     @staticmethod
-    def forward(ctx, x, labels, label_weight, edges, bins, weigh, reduction):
+    def forward(ctx, x, labels, d, idx_all, wb, reduction):
         N, C = x.shape
         R = _rows_per_chunk(C)
         soft = labels.is_floating_point()
-        need_grad = ctx.needs_input_grad[0]
-        # under torch.compile no data-dependent branches: the general bucketize, every mask
-        eager = not torch.compiler.is_compiling()
-        uniform = eager and _uniform_edges(edges, bins)
-        idt = torch.uint8 if bins < 255 else torch.int64
-        idx_all = torch.empty((N, C), dtype=idt)
-        counts = torch.zeros(bins + 1, dtype=torch.int64)
-        grad = torch.empty_like(x) if need_grad else None
-        B = torch.empty(min(R, N), C)
-        T, U, V = torch.empty_like(B), torch.empty_like(B), torch.empty_like(B)
-        I32 = torch.empty(B.shape, dtype=torch.int32)
-        NAN = torch.empty(B.shape, dtype=torch.bool)
-        inv = None
-        if label_weight is not None:
-            inv = label_weight <= 0
-            inv = inv.unsqueeze(1) if inv.dim() == 1 else inv
-            if eager and not bool(inv.any()):
-                inv = None
-        for r0, r1, n in _chunks(N, R):
-            d = grad[r0:r1] if need_grad else B[:n]
-            torch.sigmoid(x[r0:r1], out=d)
-            if soft:
-                d.sub_(labels[r0:r1])
-            else:
-                _hard_positive(d, labels[r0:r1], C, lambda v, lc: v - 1.0)    # d = p - t
-            g = torch.abs(d, out=U[:n])
-            if uniform:
-                b = _bin_index(g, bins, T[:n], U[:n], V[:n])
-            else:
-                b = torch.bucketize(g, edges[1:-1], right=True, out_int32=True)
-            idx = idx_all[r0:r1]
-            if idt == torch.uint8 and uniform:
-                I32[:n].copy_(b)
-                idx.copy_(I32[:n])
-            else:
-                idx.copy_(b)
-            if inv is not None:
-                idx.masked_fill_(inv[r0:r1], bins)
-            # a NaN logit is binned nowhere (as the reference): index bins, weight 0
-            idx.masked_fill_(torch.ne(x[r0:r1], x[r0:r1], out=NAN[:n]), bins)
-            counts += torch.bincount(idx.view(-1), minlength=bins + 1)
-        counts = counts[:bins]                      # int64, exact
-        with torch.no_grad():
-            wb = weigh(counts).to(torch.float32)
-            wb = torch.where(counts > 0, wb, torch.zeros(()))
         wext = torch.cat([wb, wb.new_zeros(1)])
         loss = torch.empty_like(x) if reduction == "none" else None
         total = torch.zeros((), dtype=torch.float64)
-        W = T
+        W = torch.empty(min(R, N), C)
+        U, V = torch.empty_like(W), torch.empty_like(W)
+        I32 = torch.empty(W.shape, dtype=torch.int32)
         for r0, r1, n in _chunks(N, R):
             I32[:n].copy_(idx_all[r0:r1])
             w = torch.index_select(wext, 0, I32[:n].view(-1), out=W[:n].view(-1)).view(n, C)
-            if need_grad:
-                grad[r0:r1].mul_(w)
+            if d is not None:
+                d[r0:r1].mul_(w)
             xs = x[r0:r1]
             bce = _softplus(xs, U[:n], V[:n])
             if soft:
                 bce.addcmul_(xs, labels[r0:r1], value=-1.0)
-                if not torch.isfinite(xs).all():    # the limits at infinite logits (as _bce)
+                if not torch.isfinite(xs).all():    # the limits at infinite logits (as bce_with_limits)
                     t = labels[r0:r1]
                     bce.masked_fill_((xs == float("inf")) & (t == 1)
                                      | (xs == float("-inf")) & (t == 0), 0.0)
@@ -395,10 +431,10 @@ class _GHMCSigmoidCPU(torch.autograd.Function):
                 # near-equal terms of a RetinaNet batch); sum() adds pairwise
                 total += bce.mul_(w).sum(dtype=torch.float64)
         ctx.reduction = reduction
-        if need_grad:
-            ctx.save_for_backward(grad)
+        if d is not None:
+            ctx.save_for_backward(d)
         return loss if reduction == "none" else total.to(torch.float32)
 
     @staticmethod
     def backward(ctx, go):
-        return _scale_once(ctx, go), None, None, None, None, None, None
+        return _scale_once(ctx, go), None, None, None, None, None

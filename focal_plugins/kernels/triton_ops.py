@@ -57,12 +57,11 @@ class _SoftmaxFocal(torch.autograd.Function):
 
 
 class _GHMElem(torch.autograd.Function):
-    """kind 0: sigmoid GHM-C (BCE), kind 1: GHM-R (ASL1 with mu)."""
+    """GHM pass 2 over elements, kind 0: sigmoid GHM-C (BCE), kind 1: GHM-R (ASL1 with mu).
+    wb: per-bin weights (bins,) fp32 (0 in empty bins); sums: pass 1's per-bin loss sums."""
 
     @staticmethod
-    def forward(ctx, x, target, label_weight, edges, bins, kind, mu, weigh, reduction):
-        counts, sums = K.ghm_elem_hist(x, target, label_weight, edges, bins, kind, mu)
-        wb = _bin_weights(weigh, counts)
+    def forward(ctx, x, target, label_weight, edges, wb, sums, bins, kind, mu, reduction):
         ctx.meta = (bins, kind, mu, reduction)
         ctx.save_for_backward(x, target, label_weight, edges, wb)
         if reduction == "none":
@@ -75,16 +74,14 @@ class _GHMElem(torch.autograd.Function):
         bins, kind, mu, reduction = ctx.meta
         mode, go = _go_mode(reduction, go)
         g = K.ghm_elem_apply(x, target, label_weight, edges, wb, bins, kind, mode, mu, go=go)
-        return g, None, None, None, None, None, None, None, None
+        return g, None, None, None, None, None, None, None, None, None
 
 
 class _GHMRows(torch.autograd.Function):
-    """Softmax GHM-C: per-row g = 1 - p_t, loss = cross-entropy."""
+    """Softmax GHM-C pass 2: per-row g = 1 - p_t, loss = cross-entropy."""
 
     @staticmethod
-    def forward(ctx, x, labels, label_weight, edges, bins, ignore_index, weigh, reduction):
-        counts, sums = K.ghm_rows_hist(x, labels, label_weight, edges, bins, ignore_index)
-        wb = _bin_weights(weigh, counts)
+    def forward(ctx, x, labels, label_weight, edges, wb, sums, bins, ignore_index, reduction):
         ctx.meta = (bins, ignore_index, reduction)
         ctx.save_for_backward(x, labels, label_weight, edges, wb)
         if reduction == "none":
@@ -98,11 +95,4 @@ class _GHMRows(torch.autograd.Function):
         mode, go = _go_mode(reduction, go)
         g = K.ghm_rows_apply(x, labels, label_weight, edges, wb, bins, ignore_index, mode,
                              go=go)
-        return g, None, None, None, None, None, None, None
-
-
-def _bin_weights(weigh, counts):
-    """weigh(counts) -> per-bin weight (bins,); bins without valid elements get 0."""
-    with torch.no_grad():
-        wb = weigh(counts).to(torch.float32)
-        return torch.where(counts > 0, wb, torch.zeros((), dtype=wb.dtype, device=wb.device))
+        return g, None, None, None, None, None, None, None, None

@@ -27,7 +27,7 @@ from focal_plugins import core
 from focal_plugins.core import asl1_loss, resolve_alpha, sigmoid_focal_loss, softmax_focal_loss
 from focal_plugins.core.checks import (REDUCTIONS, check_bool, check_choice, check_int,
                                         check_number, is_scalar)
-from focal_plugins.core.focal import IMPLS
+from focal_plugins.core.inputs import IMPLS
 
 __all__ = ["SigmoidFocalLoss", "SoftmaxFocalLoss", "GHMC", "GHMR", "ASL1Loss"]
 

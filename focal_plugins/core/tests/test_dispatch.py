@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import focal_plugins as fp
-from focal_plugins.core.focal import _sigmoid_focal_reference
+from focal_plugins.core.sigmoid_focal import sigmoid_focal_reference as _sigmoid_focal_reference
 from focal_plugins.kernels import cpu as kcpu
 
 

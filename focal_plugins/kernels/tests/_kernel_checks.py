@@ -19,7 +19,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from focal_plugins import kernels as KK  # noqa: E402
-from focal_plugins.core.focal import _sigmoid_focal_reference, _softmax_focal_reference  # noqa: E402
+from focal_plugins.core.sigmoid_focal import sigmoid_focal_reference as _sigmoid_focal_reference  # noqa: E402
+from focal_plugins.core.softmax_focal import softmax_focal_reference as _softmax_focal_reference  # noqa: E402
 from focal_plugins.kernels import _triton  # noqa: E402
 
 _triton.FILL_NAN = True
@@ -232,6 +233,25 @@ def check_counts(gen):
     assert got.dtype == torch.int64 and torch.equal(got, want), (got, want)
     global N_CHECKS
     N_CHECKS += 2
+
+
+def check_bins(gen):
+    """The binning rule of focal_plugins.core.density: the kernels' ``_bin_or_none`` gives
+    the rule's bin (NaN: none) at every edge, its float32 neighbours, 0 and 1, for GHM-C's
+    and GHM-R's edges; the same values as core/tests/test_density.py."""
+    from focal_plugins.core import density
+    from focal_plugins.core.tests.test_density import BINS, edge_values, rule
+    from focal_plugins.kernels import cpu as kcpu
+    global N_CHECKS
+    for bins in BINS:
+        for last in (density.GHMC_LAST_EDGE, density.GHMR_LAST_EDGE):
+            edges = density.bin_edges(bins, last)
+            g = edge_values(edges)
+            want = rule(g, edges)
+            got = _triton.bin_index(g.to(DEVICE), edges.to(DEVICE)).cpu()
+            assert torch.equal(got, want), (bins, last, (got != want).sum())
+            assert torch.equal(kcpu.bin_index(g, edges), got)
+            N_CHECKS += 1
 
 
 def check_robust(gen):
@@ -607,10 +627,11 @@ def check_budget(gen):
 def main():
     assert KK.triton_usable(torch.empty(1, device=DEVICE)), "triton not usable here"
     gen = torch.Generator().manual_seed(0)
-    extra = sys.argv[2:] or ["sigmoid", "lowp", "softmax", "ghm", "counts", "robust", "nan",
+    extra = sys.argv[2:] or ["sigmoid", "lowp", "softmax", "ghm", "counts", "bins", "robust", "nan",
                              "autograd", "public", "float", "budget"]
     checks = {"sigmoid": check_sigmoid_focal, "lowp": check_sigmoid_focal_lowp,
               "softmax": check_softmax_focal, "ghm": check_ghm, "counts": check_counts,
+              "bins": check_bins,
               "robust": check_robust, "nan": check_nan, "autograd": check_autograd,
               "public": check_public, "float": check_float_targets, "budget": check_budget}
     for name in extra:

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from focal_plugins import kernels as KK
-from focal_plugins.core.focal import _sigmoid_focal_reference
+from focal_plugins.core.sigmoid_focal import sigmoid_focal_reference as _sigmoid_focal_reference
 from focal_plugins.kernels import cpu as kcpu
 
 

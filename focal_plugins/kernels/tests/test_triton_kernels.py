@@ -35,7 +35,7 @@ def _run(device, *checks):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_TRITON, reason="triton not installed")
-@pytest.mark.parametrize("checks", [("sigmoid", "lowp"), ("softmax",), ("ghm", "counts"),
+@pytest.mark.parametrize("checks", [("sigmoid", "lowp"), ("softmax",), ("ghm", "counts", "bins"),
                                     ("robust", "nan", "autograd"), ("public",), ("float",),
                                     ("budget",)])
 def test_kernels_match_reference_interpreter(checks):
