@@ -7,6 +7,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import collective
 from .checks import (REDUCTIONS, check_avg_factor, check_bool, check_choice, check_floating,
                       check_int, check_number, check_weight, compute_dtype)
 from .focal import (IMPLS, _as_sigmoid_target, _bce, _check_softmax_labels, _dispatch,
@@ -149,6 +150,7 @@ class _GHM(nn.Module):
         counts = counts.to(torch.float64)
         tot = tot.to(torch.float64)
         if world > 1:
+            collective.check_call(self)  # same call, same settings on every rank, or an error
             stats = torch.cat([counts, tot.reshape(1)])
             dist.all_reduce(stats)
             counts, tot = stats[:-1], stats[-1]
