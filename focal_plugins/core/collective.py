@@ -46,14 +46,14 @@ import warnings
 import weakref
 import zlib
 from datetime import timedelta
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 __all__ = ["GHMCollectiveError", "GHMStateMismatchError", "check_call", "check_state",
-           "state_differences", "name_modules", "set_timeout", "get_timeout", "settings",
+           "state_differences", "state_report", "name_modules", "set_timeout", "get_timeout", "settings",
            "set_checks", "TIMEOUT_ENV", "CHECKS_ENV"]
 
 TIMEOUT_ENV = "FOCAL_PLUGINS_DIST_TIMEOUT"
@@ -295,6 +295,19 @@ def state_differences(model: nn.Module):
     return world, names, diffs
 
 
+def state_report(model: nn.Module) -> Optional[Tuple[bool, str]]:
+    """``(equal, message)`` of :func:`check_state`, without raising or warning; None when
+    there is nothing to compare. Collective: every rank must call it at the same point."""
+    if not _ghm_modules(model):
+        return None
+    world, names, diffs = state_differences(model)
+    if world == 1:
+        return None
+    if not diffs:
+        return True, f"GHM state equal across {world} ranks ({', '.join(names)})"
+    return False, f"GHM state differs across {world} ranks: " + "; ".join(diffs)
+
+
 def check_state(model: nn.Module, on_mismatch: str = "error") -> Optional[str]:
     """Compare the GHM buffers of ``model`` across ranks (:func:`state_differences`).
 
@@ -305,14 +318,12 @@ def check_state(model: nn.Module, on_mismatch: str = "error") -> Optional[str]:
     Collective: every rank must call it at the same point."""
     if on_mismatch not in ("error", "warn"):
         raise ValueError(f"on_mismatch must be 'error' or 'warn', got {on_mismatch!r}")
-    if not _ghm_modules(model):
+    report = state_report(model)
+    if report is None:
         return None
-    world, names, diffs = state_differences(model)
-    if world == 1:
-        return None
-    if not diffs:
-        return f"GHM state equal across {world} ranks ({', '.join(names)})"
-    msg = f"GHM state differs across {world} ranks: " + "; ".join(diffs)
+    equal, msg = report
+    if equal:
+        return msg
     if on_mismatch == "error":
         raise GHMStateMismatchError(msg)
     warnings.warn(msg, RuntimeWarning, stacklevel=2)
