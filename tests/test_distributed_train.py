@@ -35,11 +35,40 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _run(cmd, timeout=600):
+def _run(cmd, timeout=600, ok=True):
     out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True,
                          timeout=timeout)
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    assert (out.returncode == 0) == ok, out.stdout[-4000:] + out.stderr[-4000:]
     return out.stdout + out.stderr
+
+
+# a train front whose GHM-C has bins=30 on rank 0 and bins=20 on rank 1; before, gloo
+# aborted a process (SIGABRT) in mmengine's broadcast of the initial weights
+MMDET_BINS_BY_RANK = """
+import os, sys
+sys.path.insert(0, {tools!r})
+import train
+bins = 30 if os.environ["RANK"] == "0" else 20
+train.main(sys.argv[1:] + [f"model.bbox_head.loss_cls.bins={{bins}}"])
+"""
+D2_BINS_BY_RANK = """
+import sys
+sys.path.insert(0, {tools!r})
+import train_net
+from detectron2.utils import comm
+_setup = train_net.setup_yacs
+
+
+def _bins_by_rank(args):
+    args.opts = list(args.opts) + ["MODEL.FOCAL_PLUGINS.RETINANET.CLS_LOSS.BINS",
+                                   "30" if comm.get_rank() == 0 else "20"]
+    return _setup(args)
+
+
+train_net.setup_yacs = _bins_by_rank  # also in the spawned processes (they import this)
+if __name__ == "__main__":
+    train_net.cli()
+"""
 
 
 def _ghm_state(path):
@@ -131,3 +160,34 @@ def test_detectron2_two_cpu_processes(tmp_path, tiny_data):
         assert a[k].sum() > 0, k
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
     assert not torch.equal(_ghm_state(two / "model_final.pth")[k], a[k])
+
+
+@pytest.mark.slow
+def test_mmdet_settings_that_differ_across_ranks_are_named(tmp_path, tiny_data):
+    pytest.importorskip("mmdet")
+    script = tmp_path / "bins_by_rank.py"
+    script.write_text(MMDET_BINS_BY_RANK.format(tools=os.path.join(ROOT, "tools")))
+    log = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--master_port", str(_free_port()), str(script),
+                os.path.join(ROOT, "configs/demo/retinanet_r18_synthetic_ghm.py"),
+                "--launcher", "pytorch", "--data-root", str(tiny_data), "--max-iters", "2",
+                "--work-dir", str(tmp_path / "wd"), "--cfg-options",
+                "train_dataloader.batch_size=2"], timeout=300, ok=False)
+    assert log.count("GHMCollectiveError: GHM settings differ across ranks: "
+                     "bbox_head.loss_cls.bins: rank 0 = 30, rank 1 = 20") == 2, log[-4000:]
+    assert "SIGABRT" not in log and "terminate called" not in log, log[-4000:]
+
+
+@pytest.mark.slow
+def test_detectron2_settings_that_differ_across_ranks_are_named(tmp_path, tiny_data):
+    pytest.importorskip("detectron2")
+    script = tmp_path / "bins_by_rank.py"
+    script.write_text(D2_BINS_BY_RANK.format(tools=os.path.join(ROOT, "tools")))
+    log = _run([sys.executable, str(script), "--num-gpus", "2",
+                "--dist-url", f"tcp://127.0.0.1:{_free_port()}", "--config-file",
+                os.path.join(ROOT, "configs/demo/d2_retinanet_r18_synthetic_ghm.yaml"),
+                "--data-root", str(tiny_data), "--max-iter", "2", "SOLVER.IMS_PER_BATCH", "4",
+                "OUTPUT_DIR", str(tmp_path / "out")], timeout=300, ok=False)
+    assert "ProcessRaisedException" in log, log[-4000:]
+    assert "GHMCollectiveError: GHM settings differ across ranks: cls_loss.ghm.bins: " \
+        "rank 0 = 30, rank 1 = 20" in log, log[-4000:]

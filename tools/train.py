@@ -417,14 +417,34 @@ def main(argv=None):
     check_plugin_imported(cfg)
     for msg in swap_warnings(cfg):
         print(f"[train] WARNING: {msg}", file=sys.stderr)
-    init_cpu_distributed(cfg, args.launcher)
+    cpu_dist = init_cpu_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else RUNNERS.build(cfg)
     for msg in swap_warnings(cfg):
         runner.logger.warning(msg)
     log_loss_implementations(runner)
     add_state_check(runner, cfg, args.ghm_state_mismatch)
-    runner.train()
+    try:
+        runner.train()
+    except Exception:
+        if cpu_dist:
+            exit_after_failure()
+        raise
     return runner
+
+
+def exit_after_failure() -> None:
+    """A gloo process that caught a failed collective often aborts (SIGABRT, "terminate
+    called without an active exception") in the process group's destructors at interpreter
+    exit, also in plain torch: print the error, flush the logs and exit with status 1
+    without running them."""
+    import logging
+    import traceback
+
+    traceback.print_exc()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 if __name__ == "__main__":

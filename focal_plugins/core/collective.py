@@ -21,6 +21,9 @@ into named errors in bounded time, and compares the GHM state across ranks:
   that does not reach the call within the timeout (it skipped it and waits elsewhere) gives
   the same error, naming the loss, on the ranks that made it; the ranks exit, so the one that
   skipped fails too (gloo: "connection closed") instead of hanging.
+* :func:`check_settings` compares the settings of every GHM module of a model across ranks
+  before training, where a framework's own start-up collectives would otherwise pair
+  buffers of different sizes first (mmengine broadcasts the initial weights: gloo aborts).
 * :func:`check_state` compares the buffers of every GHM module of a model (``acc_sum``,
   ``edges``) across ranks, exactly, and returns ``"GHM state equal across N ranks ..."`` or
   raises :class:`GHMStateMismatchError` naming each buffer and the ranks that differ (with
@@ -52,7 +55,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["GHMCollectiveError", "GHMStateMismatchError", "check_call", "check_state",
+__all__ = ["GHMCollectiveError", "GHMStateMismatchError", "check_call", "check_settings",
+           "check_state",
            "state_differences", "state_report", "name_modules", "set_timeout", "get_timeout", "settings",
            "set_checks", "TIMEOUT_ENV", "CHECKS_ENV"]
 
@@ -247,6 +251,47 @@ def _mismatch_message(descs: List[dict]) -> str:
     calls = "; ".join(f"rank {d['rank']} is at distributed call #{d['c'] + 1} of "
                       f"{d['what']} (the GHM loss it called #{d['k'] + 1})" for d in descs)
     return f"the ranks are making different GHM calls: {calls}; {RULE}"
+
+
+def check_settings(model: nn.Module) -> None:
+    """Compare the settings of every GHM module of ``model`` across ranks before training
+    (a framework's own start-up collectives, e.g. mmengine's broadcast of the initial
+    weights, would pair buffers of different sizes first: gloo aborts). Raises
+    :class:`GHMCollectiveError` naming each module and setting that differ, with every
+    rank's value. Collective: every rank must call it at the same point; nothing with one
+    process."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    name_modules(model)
+    mine = [(n, settings(m)) for n, m in _ghm_modules(model)]
+    st = _current()
+    world = dist.get_world_size()
+    group = _group(st, "the GHM settings check")
+    got: List[list] = [None] * world  # type: ignore[list-item]
+    try:
+        dist.all_gather_object(got, mine, group=group)
+    except RuntimeError as e:
+        raise GHMCollectiveError(
+            f"the GHM settings check: not every rank took part within {st.timeout:g} s "
+            f"({str(e).splitlines()[0][:300]}); {RULE}") from e
+    per_rank = [dict(g) for g in got]
+    names = list(dict.fromkeys(n for g in got for n, _ in g))
+    problems = []
+    for n in names:
+        missing = [r for r in range(world) if n not in per_rank[r]]
+        if missing:
+            problems.append(f"{n or 'the model'}: no GHM loss there on rank(s) "
+                            f"{', '.join(map(str, missing))}")
+            continue
+        keys = list(dict.fromkeys(k for r in range(world) for k in per_rank[r][n]))
+        for k in keys:
+            vals = [per_rank[r][n].get(k) for r in range(world)]
+            if any(v != vals[0] for v in vals):
+                problems.append(f"{n}.{k}: " + ", ".join(f"rank {r} = {v!r}"
+                                                        for r, v in enumerate(vals)))
+    if problems:
+        raise GHMCollectiveError("GHM settings differ across ranks: " + "; ".join(problems)
+                                 + f"; {RULE}")
 
 
 # ------------------------------------------------------------------------- state checks

@@ -9,7 +9,8 @@ schedule (after iteration ``k * period``, ``SOLVER.CHECKPOINT_PERIOD`` /
 (box_loss.acc_sum, ...)`` on the ``focal_plugins.detectron2`` logger; a difference names
 each buffer and the ranks that differ and raises ``GHMStateMismatchError``
 (``on_mismatch="warn"``: a logged warning instead). It also names the model's GHM modules
-for the collective checks' errors. One process, or a model without GHM losses: nothing.
+for the collective checks' errors and, before the first iteration, compares their
+settings across ranks (``collective.check_settings``). One process, or a model without GHM losses: nothing.
 
 detectron2 registers its ``PeriodicCheckpointer`` on the main process only; this hook runs
 on every rank (a collective), at the same iterations. ``tools/train_net.py`` adds it to
@@ -52,7 +53,8 @@ class GHMStateCheckHook(HookBase):
         return model.module if isinstance(model, DistributedDataParallel) else model
 
     def before_train(self):
-        collective.name_modules(self._model())
+        # names the GHM modules for the errors, and names GHM settings that differ
+        collective.check_settings(self._model())
 
     def after_step(self):
         done = self.trainer.iter + 1

@@ -8,7 +8,10 @@ iteration) and at the end of training, with ``focal_plugins.core.collective.chec
 on every rank, and logs ``GHM state equal across N ranks (bbox_head.loss_cls.acc_sum,
 ...)``; a difference names each buffer and the ranks that differ and raises
 ``GHMStateMismatchError`` (``on_mismatch='warn'``: a logged warning instead). It also names
-the model's GHM modules for the collective checks' errors (``bbox_head.loss_cls``).
+the model's GHM modules for the collective checks' errors (``bbox_head.loss_cls``), and
+before the run (before the Runner broadcasts the initial weights) compares the GHM losses'
+settings across ranks (``collective.check_settings``: differing ``bins`` are named there,
+not a gloo abort).
 One process, or a model without GHM losses: it does nothing.
 
 ``tools/train.py`` adds it to every run of a config that imports ``focal_plugins.mmdet``
@@ -57,6 +60,11 @@ class GHMStateCheckHook(Hook):
             if isinstance(h, CheckpointHook):
                 return h
         return None
+
+    def before_run(self, runner) -> None:
+        # before the Runner broadcasts the initial weights (buffers of different sizes: gloo
+        # aborts): GHM settings that differ across ranks are named here
+        collective.check_settings(self._model(runner))
 
     def before_train(self, runner) -> None:
         collective.name_modules(self._model(runner))

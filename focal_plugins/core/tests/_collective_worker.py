@@ -49,6 +49,11 @@ def _healthy(rank, out):
         attempt("cls1", lambda: _call(heads["loss_cls"], rank))
     else:
         attempt("bbox1", lambda: _call(heads["loss_bbox"], rank))
+    # the settings of a whole model, before training (as the train fronts' hooks do)
+    built = torch.nn.ModuleDict({"cls": GHMC(bins=30, momentum=0.75),
+                                 "box": GHMR(bins=10, mu=0.02 if rank == 0 else 0.1)})
+    attempt("model_settings", lambda: collective.check_settings(built))
+    attempt("model_settings_same", lambda: collective.check_settings(heads))
     # the state check: equal, then one buffer changed on rank 1 (error, then warning)
     model = torch.nn.ModuleDict({"a": GHMC(bins=5, momentum=0.5), "b": GHMR(bins=4)})
     for _ in range(2):
@@ -101,3 +106,7 @@ def run(rank, world, port, out_dir, scenario, timeout):
     torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
     if "error" not in out:
         dist.destroy_process_group()
+    else:
+        # after a failed collective gloo's destructors often abort at interpreter exit,
+        # plain torch too: leave without them, as tools/train.py does
+        os._exit(0)

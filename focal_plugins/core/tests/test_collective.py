@@ -99,6 +99,10 @@ def test_mismatched_calls_and_state_are_named_errors(tmp_path):
         assert "rank 0 is at distributed call #2 of bbox_head.loss_cls (GHMC(bins=30" in msg
         assert "rank 1 is at distributed call #2 of bbox_head.loss_bbox (GHMR(" in msg
         assert RULE in msg
+        assert out["model_settings"]["type"] == "GHMCollectiveError"
+        assert out["model_settings"]["msg"].startswith(
+            "GHM settings differ across ranks: box.mu: rank 0 = 0.02, rank 1 = 0.1; " + RULE)
+        assert out["model_settings_same"] is None
         # the state check
         assert out["state_equal"] == ("GHM state equal across 2 ranks "
                                       "(a.acc_sum, a.edges, b.edges)")
@@ -119,7 +123,9 @@ def test_a_skipped_call_is_a_named_error_in_bounded_time(tmp_path, scenario):
     loss after the check timeout (3 s), exits, and rank 1's all-reduce fails on the closed
     connection: both end with an error, none killed by a signal, none hangs. ``:1``: the
     very first GHM call (the check group is set up there), ``auto``: the CPU fast path,
-    whose all-reduce runs inside an autograd.Function."""
+    whose all-reduce runs inside an autograd.Function. (A worker that saw an error leaves
+    with os._exit: after a failed gloo collective torch's destructors often abort at
+    interpreter exit, without focal_plugins too.)"""
     codes, outs, took = _spawn(tmp_path, scenario)
     assert codes == [0, 0], (codes, outs)  # the workers save what they saw and return
     assert all("crash" not in o for o in outs), outs
