@@ -140,7 +140,8 @@ def test_mmdet_two_cpu_processes_torchrun(tmp_path, tiny_data):
 @pytest.mark.slow
 def test_detectron2_two_cpu_processes(tmp_path, tiny_data):
     pytest.importorskip("detectron2")
-    common = ["--config-file", os.path.join(ROOT, "configs/demo/d2_retinanet_r18_synthetic_ghm.yaml"),
+    common = ["--config-file",
+              os.path.join(ROOT, "configs/demo/d2_retinanet_r18_synthetic_ghm.yaml"),
               "--data-root", str(tiny_data), "SOLVER.IMS_PER_BATCH", "4",
               "SOLVER.CHECKPOINT_PERIOD", "1", "SOLVER.WARMUP_ITERS", "1", "SEED", "0",
               "MODEL.RESNETS.NORM", "FrozenBN", "INPUT.RANDOM_FLIP", "none"]

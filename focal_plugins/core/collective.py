@@ -31,13 +31,13 @@ into named errors in bounded time, and compares the GHM state across ranks:
   checkpoint and at the end of training (``focal_plugins.mmdet.dist_hooks``,
   ``focal_plugins.detectron2.dist_hooks``).
 
-Which calls are checked: every distributed call (default), or with ``set_checks("first")`` or
-``FOCAL_PLUGINS_DIST_CHECKS=first`` only each module's first one (the settings; a skipped
-call later is then not caught). Timeout of the checks: :func:`set_timeout` or the environment variable
-``FOCAL_PLUGINS_DIST_TIMEOUT`` (seconds), read when the check group is created (at the first
-distributed GHM call after ``init_process_group``); default torch's ``default_pg_timeout``
-(30 min). :func:`name_modules` gives the GHM modules of a model the names errors use
-(``bbox_head.loss_cls``); unnamed modules are described by their settings.
+Which calls are checked: every distributed call (default), or with ``set_checks("first")``
+or ``FOCAL_PLUGINS_DIST_CHECKS=first`` only each module's first one (the settings; a call
+skipped later is then not caught). Timeout of the checks: :func:`set_timeout` or the
+environment variable ``FOCAL_PLUGINS_DIST_TIMEOUT`` (seconds), read when the check group is
+created (at the first check after ``init_process_group``); default torch's
+``default_pg_timeout`` (30 min). :func:`name_modules` gives the GHM modules of a model the
+names errors use (``bbox_head.loss_cls``); unnamed modules are described by their settings.
 
 Cost: one all-gather of 3 int64 per distributed GHM call, on the CPU (no device
 synchronisation); nothing at all when torch.distributed is not initialised or world == 1.
@@ -56,9 +56,9 @@ import torch.distributed as dist
 from torch import nn
 
 __all__ = ["GHMCollectiveError", "GHMStateMismatchError", "check_call", "check_settings",
-           "check_state",
-           "state_differences", "state_report", "name_modules", "set_timeout", "get_timeout", "settings",
-           "set_checks", "TIMEOUT_ENV", "CHECKS_ENV"]
+           "check_state", "state_differences", "state_report", "name_modules",
+           "set_timeout", "get_timeout", "set_checks", "settings", "TIMEOUT_ENV",
+           "CHECKS_ENV"]
 
 TIMEOUT_ENV = "FOCAL_PLUGINS_DIST_TIMEOUT"
 CHECKS_ENV = "FOCAL_PLUGINS_DIST_CHECKS"

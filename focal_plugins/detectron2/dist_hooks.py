@@ -10,7 +10,8 @@ schedule (after iteration ``k * period``, ``SOLVER.CHECKPOINT_PERIOD`` /
 each buffer and the ranks that differ and raises ``GHMStateMismatchError``
 (``on_mismatch="warn"``: a logged warning instead). It also names the model's GHM modules
 for the collective checks' errors and, before the first iteration, compares their
-settings across ranks (``collective.check_settings``). One process, or a model without GHM losses: nothing.
+settings across ranks (``collective.check_settings``). One process, or a model without
+GHM losses: nothing.
 
 detectron2 registers its ``PeriodicCheckpointer`` on the main process only; this hook runs
 on every rank (a collective), at the same iterations. ``tools/train_net.py`` adds it to

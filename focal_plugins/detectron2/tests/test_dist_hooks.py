@@ -38,7 +38,8 @@ def test_checks_at_the_period_and_after_the_last_iteration(monkeypatch, caplog):
 
 def test_a_difference_is_an_error_or_a_warning(monkeypatch, caplog):
     monkeypatch.setattr(collective, "state_report",
-                        lambda m: (False, "GHM state differs across 2 ranks: cls_loss.ghm.acc_sum ..."))
+                        lambda m: (False, "GHM state differs across 2 ranks: "
+                                   "cls_loss.ghm.acc_sum ..."))
     with pytest.raises(collective.GHMStateMismatchError,
                        match=r"cls_loss\.ghm\.acc_sum \.\.\. \(checkpoint, iteration 1\)"):
         _train(GHMStateCheckHook(1), 3)

@@ -52,7 +52,8 @@ def test_checks_at_each_checkpoint_and_at_the_end(monkeypatch):
 
 def test_a_difference_is_an_error_or_a_warning(monkeypatch):
     monkeypatch.setattr(collective, "state_report",
-                        lambda m: (False, "GHM state differs across 2 ranks: a.acc_sum: rank(s) 1 ..."))
+                        lambda m: (False, "GHM state differs across 2 ranks: "
+                                   "a.acc_sum: rank(s) 1 ..."))
     runner, log = _runner(2, 1)
     with pytest.raises(collective.GHMStateMismatchError,
                        match=r"a\.acc_sum: rank\(s\) 1 .* \(checkpoint at iteration 1\)"):
