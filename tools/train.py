@@ -8,6 +8,18 @@ Multi-GPU (one process per GPU)::
 
     torchrun --nproc_per_node=8 tools/train.py CONFIG --launcher pytorch
 
+On a machine without CUDA the same command runs N CPU processes with gloo (mmengine 0.10's
+own ``init_dist`` would call ``torch.cuda.set_device``): this tool initialises the gloo
+process group itself, from torchrun's environment and ``env_cfg.dist_cfg.timeout``, before
+the Runner, and gives mmengine's ``MMDistributedDataParallel`` no device ids. The Runner,
+its DDP wrapper and its samplers are mmengine's own, so a distributed config can be tested
+before renting GPUs. With CUDA nothing changes (mmengine's init, NCCL).
+In a multi-process run of a config that imports ``focal_plugins.mmdet`` the GHM losses'
+state is compared across ranks after each checkpoint and at the end
+(``focal_plugins.mmdet.dist_hooks.GHMStateCheckHook``), logging ``GHM state equal across N
+ranks``, or failing with the buffers and ranks that differ (``--ghm-state-mismatch warn``:
+a warning). docs/distributed.md has the details and the collective checks of the losses.
+
 ``--data-root DIR`` points any config at a COCO-format root: it sets the train, val and test
 datasets' ``data_root``, annotation files and image folders, and the COCO evaluators'
 ``ann_file``. Two layouts are recognised:
@@ -73,7 +85,10 @@ def parse_args(argv=None):
                    help="log the GHM losses' bin statistics every N iterations "
                    "(adds custom_hooks GHMStatsHook; README: Watching GHM while it trains)")
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
-                   help="job launcher")
+                   help="job launcher (pytorch: torchrun; on a machine without CUDA, gloo)")
+    p.add_argument("--ghm-state-mismatch", choices=["error", "warn"], default="error",
+                   help="GHM state that differs across ranks at a checkpoint or at the end "
+                   "of a multi-process run: an error (default) or a warning")
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
     p.add_argument("--local_rank", "--local-rank", type=int, default=0)
     args = p.parse_args(argv)
@@ -324,6 +339,69 @@ def build_cfg(args):
     return cfg
 
 
+def init_cpu_distributed(cfg, launcher: str) -> bool:
+    """On a machine without CUDA, ``--launcher pytorch``: initialise the gloo process group
+    from torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) before the
+    Runner, which then finds it initialised and skips mmengine's ``init_dist`` (that calls
+    ``torch.cuda.set_device``), and give the DDP wrapper no device ids (a CPU module takes
+    none). Returns whether it did; with CUDA, or ``--launcher none``, it does nothing."""
+    import torch
+
+    if launcher == "none" or torch.cuda.is_available():
+        return False
+    if launcher != "pytorch":
+        raise SystemExit(f"[train] error: --launcher {launcher} on a machine without CUDA: "
+                         "only --launcher pytorch (torchrun) runs on the CPU (gloo)")
+    missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+               if k not in os.environ]
+    if missing:
+        raise SystemExit(f"[train] error: --launcher pytorch needs torchrun's environment "
+                         f"({', '.join(missing)} not set): torchrun --nproc_per_node N "
+                         "tools/train.py CONFIG --launcher pytorch")
+    import datetime
+
+    import torch.distributed as dist
+    from mmengine.model.wrappers import MMDistributedDataParallel  # noqa: F401 (registers)
+    from mmengine.registry import MODEL_WRAPPERS
+    from torch.nn.parallel import DistributedDataParallel
+
+    env_cfg = cfg.get("env_cfg") or {}
+    dist_cfg = dict(env_cfg.get("dist_cfg") or {})
+    kwargs = {}
+    if dist_cfg.get("timeout") is not None:
+        kwargs["timeout"] = datetime.timedelta(seconds=dist_cfg["timeout"])
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", rank=int(os.environ["RANK"]),
+                                world_size=int(os.environ["WORLD_SIZE"]), **kwargs)
+    dist_cfg["backend"] = "gloo"
+    cfg.env_cfg = dict(env_cfg, dist_cfg=dist_cfg)
+    wrapper = cfg.get("model_wrapper_cfg")
+    if wrapper is None:  # mmengine's defaults for its own DDP wrapper
+        wrapper = dict(type="MMDistributedDataParallel", broadcast_buffers=False,
+                       find_unused_parameters=cfg.get("find_unused_parameters", False))
+    wrapper = dict(wrapper)
+    wrapper.setdefault("type", "MMDistributedDataParallel")
+    wtype = MODEL_WRAPPERS.get(wrapper["type"]) if isinstance(wrapper["type"], str) \
+        else wrapper["type"]
+    if isinstance(wtype, type) and issubclass(wtype, DistributedDataParallel):
+        wrapper["device_ids"] = None
+    cfg.model_wrapper_cfg = wrapper
+    print(f"[train] no CUDA: rank {dist.get_rank()} of {dist.get_world_size()} on the CPU "
+          "(gloo process group)", file=sys.stderr)
+    return True
+
+
+def add_state_check(runner, cfg, on_mismatch: str) -> None:
+    """Multi-process runs of configs that import the plugin: compare the GHM state across
+    ranks at each checkpoint and at the end (focal_plugins.mmdet.dist_hooks)."""
+    if not runner.distributed or not imports_plugin(cfg):
+        return
+    from focal_plugins.mmdet.dist_hooks import GHMStateCheckHook
+
+    if not any(isinstance(h, GHMStateCheckHook) for h in runner.hooks):
+        runner.register_hook(GHMStateCheckHook(on_mismatch=on_mismatch))
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:  # mmdet >= 3.1: keeps torch.compile from recompiling for every input shape
@@ -339,12 +417,34 @@ def main(argv=None):
     check_plugin_imported(cfg)
     for msg in swap_warnings(cfg):
         print(f"[train] WARNING: {msg}", file=sys.stderr)
+    cpu_dist = init_cpu_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else RUNNERS.build(cfg)
     for msg in swap_warnings(cfg):
         runner.logger.warning(msg)
     log_loss_implementations(runner)
-    runner.train()
+    add_state_check(runner, cfg, args.ghm_state_mismatch)
+    try:
+        runner.train()
+    except Exception:
+        if cpu_dist:
+            exit_after_failure()
+        raise
     return runner
+
+
+def exit_after_failure() -> None:
+    """A gloo process that caught a failed collective often aborts (SIGABRT, "terminate
+    called without an active exception") in the process group's destructors at interpreter
+    exit, also in plain torch: print the error, flush the logs and exit with status 1
+    without running them."""
+    import logging
+    import traceback
+
+    traceback.print_exc()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 if __name__ == "__main__":

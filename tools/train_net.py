@@ -10,6 +10,15 @@ and ``key=value`` overrides for LazyConfigs (e.g. ``model.cls_loss.bins=20``).
 
 Multi-GPU on one machine: ``--num-gpus 8`` (detectron2's ``launch`` starts one process per
 GPU); several machines: ``--num-machines``, ``--machine-rank``, ``--dist-url``.
+On a machine without CUDA ``--num-gpus N`` starts N CPU processes with gloo (detectron2
+0.6's ``launch`` hard-codes NCCL): :func:`launch_cpu` spawns them, initialises the gloo
+process group and detectron2's ``comm`` local process group as ``launch`` does, and the
+DDP wrapper gets no device ids; detectron2's trainers, samplers and ``comm`` do the rest, so
+a distributed config can be tested before renting GPUs. With CUDA nothing changes.
+In a multi-process run the GHM losses' state is compared across ranks at each checkpoint
+period and after the last iteration (``focal_plugins.detectron2.dist_hooks``), logging
+``GHM state equal across N ranks``, or failing with the buffers and ranks that differ
+(``--ghm-state-mismatch warn``: a warning). docs/distributed.md has the details.
 
 ``--data-root DIR`` registers a COCO-format root as the datasets ``focal_plugins_train`` and
 ``focal_plugins_val`` (``register_coco_instances``) and points the config at them; the
@@ -31,6 +40,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from datetime import timedelta
 import os.path as osp
 import sys
 
@@ -56,6 +66,7 @@ from detectron2.engine import (  # noqa: E402
     DefaultTrainer,
     SimpleTrainer,
     default_argument_parser,
+    defaults,
     hooks,
     launch,
 )
@@ -64,6 +75,7 @@ from detectron2.solver.build import maybe_add_gradient_clipping  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 
 import focal_plugins.detectron2 as fpd2  # noqa: E402  (registers the plugin components)
+from focal_plugins.detectron2.dist_hooks import GHMStateCheckHook  # noqa: E402
 
 TRAIN_NAME, VAL_NAME = "focal_plugins_train", "focal_plugins_val"
 LAYOUTS = (
@@ -156,8 +168,12 @@ class Trainer(DefaultTrainer):
     """DefaultTrainer + COCO evaluation + optional AdamW (SOLVER.OPTIMIZER) + the GHM
     statistics hook (MODEL.FOCAL_PLUGINS.GHM_STATS_PERIOD)."""
 
+    ghm_state_mismatch = "error"  # --ghm-state-mismatch
+
     def build_hooks(self):
-        return fpd2.insert_ghm_stats_hook(super().build_hooks(), self.cfg)
+        hooks_ = fpd2.insert_ghm_stats_hook(super().build_hooks(), self.cfg)
+        return hooks_ + [GHMStateCheckHook(self.cfg.SOLVER.CHECKPOINT_PERIOD,
+                                           self.ghm_state_mismatch)]
 
     def build_writers(self):
         return _writers(self.cfg.OUTPUT_DIR, self.max_iter)
@@ -224,6 +240,7 @@ def main_yacs(args):
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume)
         return Trainer.test(cfg, model)
+    Trainer.ghm_state_mismatch = args.ghm_state_mismatch
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
@@ -281,9 +298,7 @@ def main_lazy(args):
     cfg.optimizer.params.model = model
     optim = instantiate(cfg.optimizer)
     train_loader = instantiate(cfg.dataloader.train)
-    from detectron2.engine import create_ddp_model
-
-    model = create_ddp_model(model, **cfg.train.ddp)
+    model = defaults.create_ddp_model(model, **cfg.train.ddp)
     trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, train_loader, optim)
     checkpointer = DetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
     trainer.register_hooks([
@@ -293,6 +308,7 @@ def main_lazy(args):
         if comm.is_main_process() else None,
         hooks.EvalHook(cfg.train.eval_period, lambda: _lazy_test(cfg, model)),
         fpd2.build_ghm_stats_hook(cfg.train.get("ghm_stats_period", 0)),
+        GHMStateCheckHook(cfg.train.checkpointer.get("period", 0), args.ghm_state_mismatch),
         hooks.PeriodicWriter(_writers(cfg.train.output_dir, cfg.train.max_iter),
                              period=cfg.train.log_period)
         if comm.is_main_process() else None,
@@ -308,11 +324,73 @@ def main(args):
     return main_yacs(args)
 
 
+# ------------------------------------------------------------------- CPU multi-process
+_d2_create_ddp_model = defaults.create_ddp_model
+
+
+def _create_ddp_model_cpu_too(model, *, fp16_compression=False, **kwargs):
+    """detectron2's ``create_ddp_model``; a model on the CPU gets no device ids (DDP takes
+    none for a CPU module; detectron2 passes its local rank)."""
+    if comm.get_world_size() > 1 and "device_ids" not in kwargs and \
+            all(p.device.type == "cpu" for p in model.parameters()):
+        kwargs["device_ids"] = None
+    return _d2_create_ddp_model(model, fp16_compression=fp16_compression, **kwargs)
+
+
+def _cpu_worker(local_rank, main_func, world_size, num_procs, machine_rank, dist_url, args,
+                timeout):
+    """One CPU process: what detectron2's ``_distributed_worker`` does, with gloo and
+    without CUDA (the process group, comm's per-machine group, a barrier)."""
+    import torch.distributed as dist
+
+    rank = machine_rank * num_procs + local_rank
+    if "OMP_NUM_THREADS" not in os.environ:  # as torchrun: no more threads than cores
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // num_procs))
+    try:
+        dist.init_process_group("gloo", init_method=dist_url, world_size=world_size,
+                                rank=rank, timeout=timeout)
+    except Exception:
+        logger.error(f"Process group URL: {dist_url}")
+        raise
+    assert comm._LOCAL_PROCESS_GROUP is None
+    for i in range(world_size // num_procs):
+        pg = dist.new_group(list(range(i * num_procs, (i + 1) * num_procs)))
+        if i == machine_rank:
+            comm._LOCAL_PROCESS_GROUP = pg
+    defaults.create_ddp_model = _create_ddp_model_cpu_too  # DefaultTrainer looks it up there
+    comm.synchronize()
+    main_func(*args)
+
+
+def launch_cpu(main_func, num_procs, num_machines=1, machine_rank=0, dist_url=None, args=(),
+               timeout=timedelta(minutes=30)):
+    """detectron2's ``launch`` for a machine without CUDA: ``num_procs`` processes per
+    machine with gloo (one process: ``main_func(*args)`` here)."""
+    world_size = num_machines * num_procs
+    if world_size == 1:
+        return main_func(*args)
+    if dist_url == "auto":
+        if num_machines != 1:
+            raise ValueError("--dist-url auto works on one machine only; give tcp://HOST:PORT")
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            dist_url = f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+    import torch.multiprocessing as mp
+
+    mp.spawn(_cpu_worker, nprocs=num_procs, daemon=False,
+             args=(main_func, world_size, num_procs, machine_rank, dist_url, args, timeout))
+
+
 def parser():
     p = default_argument_parser()
     p.add_argument("--data-root", help="a COCO-format dataset root (see the module doc)")
     p.add_argument("--max-iter", type=int,
                    help="train this many iterations (schedule scaled, one eval at the end)")
+    p.add_argument("--ghm-state-mismatch", choices=["error", "warn"], default="error",
+                   help="GHM state that differs across ranks at a checkpoint or after the "
+                   "last iteration of a multi-process run: an error (default) or a warning")
     return p
 
 
@@ -321,8 +399,10 @@ def cli(argv=None):
     if args.data_root:
         args.data_root = osp.abspath(args.data_root)
     print("Command Line Args:", args)
-    return launch(main, args.num_gpus, num_machines=args.num_machines,
-                  machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
+    # detectron2 0.6's launch initialises NCCL: without CUDA, gloo processes (launch_cpu)
+    run = launch if torch.cuda.is_available() else launch_cpu
+    return run(main, args.num_gpus, num_machines=args.num_machines,
+               machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,9 @@ Per call, over the binned elements of all ranks together:
 
 tot is GHM-C's number of valid elements or GHM-R's sum of label weights. Distributed:
 counts and tot are all-reduced (summed) before the EMA, so every rank bins by the global
-density and keeps the same EMA state.
+density and keeps the same EMA state. Before that all-reduce the ranks check that they make
+the same call with the same settings (``collective.check_call``: a named error in bounded
+time instead of a crashed or hung process).
 
 Public API: ``bin_edges``, ``bin_index``, ``bin_counts``, ``world_size``,
 ``all_reduce_counts``, ``bin_weights``, and the module base ``GHMBase`` (its methods
@@ -41,6 +43,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from . import collective
 from .checks import REDUCTIONS, check_choice, check_int, check_number
 from .inputs import IMPLS
 from .reduce import weight_reduce_loss
@@ -172,6 +175,8 @@ class GHMBase(nn.Module):
         """Counts of this call -> (per-bin weight float64, tot float32, world), updating the
         EMA state (see ``density.bin_weights``)."""
         world = self.world_size()
+        if world > 1:
+            collective.check_call(self)  # same call, same settings on every rank, or an error
         per_bin, tot = bin_weights(counts, tot, self._buffers.get("acc_sum"), self.momentum,
                                    self.ema, world)
         return per_bin, tot, world
