@@ -3,7 +3,7 @@
 # GHM-R mu 0.02 is the GHM paper's, for 12-epoch COCO with target stds 1 (mmdet's model zoo
 # reports RetinaNet R-50 GHM at AP 37.0; not measured here). mu is in the box coder's units
 # and must fit the residuals of your data and schedule: on the demo 0.02 fails and 0.1 works.
-# Check with python -m focal_plugins.tools.ghmr_mu (README: "GHM-R: choosing mu").
+# Check with python -m focal_plugins.tools.ghmr_mu (docs/demo.md, "GHM-R: choosing mu").
 from detectron2.config import LazyCall as L
 
 from focal_plugins.detectron2 import FocalPluginsRetinaNet, build_loss, get_model_zoo_config

@@ -261,3 +261,14 @@ def test_agrees_with_fvcore_given_fvcores_alpha():
                     fl(x, t, alpha, gamma, reduction), rtol=1e-5, atol=1e-6)
     # fvcore's default alpha is -1 (no weighting), torchvision's and ours 0.25
     torch.testing.assert_close(fl(x, t, alpha=-1), fvcore_nn.sigmoid_focal_loss(x, t))
+
+
+def test_importing_it_pulls_in_no_framework():
+    import subprocess
+    import sys
+
+    code = ("import sys, focal_plugins.ops\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torchvision', 'fvcore', 'mmdet', 'mmcv', 'mmengine', 'detectron2')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]

@@ -12,7 +12,7 @@ each mu, the share of coordinates and of GHM-R's gradient per bin (GHM-R with mo
 those residuals, as at the first iteration: d = target with the predicted deltas at 0),
 the share of coordinates GHM-R (``--bins`` bins over g = |d| / sqrt(d^2 + mu^2)) puts
 in its last bin, and the suggested mu = (75th percentile of |d|) / 2.065: the mu at which a
-quarter of the coordinates start at g >= 0.9, in the last of 10 bins (README: "Choosing mu").
+quarter of the coordinates start at g >= 0.9, in the last of 10 bins (docs/demo.md, "GHM-R: choosing mu").
 """
 from __future__ import annotations
 

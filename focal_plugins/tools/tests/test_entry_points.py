@@ -56,3 +56,13 @@ def test_no_reference_to_the_old_script_paths():
     assert not hits, "\n".join(hits)
     for name in TOOLS:
         assert not os.path.exists(os.path.join(REPO, "tools", f"{name}.py")), name
+
+
+def test_importing_the_tools_pulls_in_no_framework():
+    code = ("import sys\n"
+            + "".join(f"import focal_plugins.tools.{n}\n" for n in TOOLS)
+            + "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('mmdet', 'mmcv', 'mmengine', 'detectron2', 'matplotlib')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, env=dict(os.environ, PYTHONPATH=os.path.dirname(PKG)))
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]
