@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .alpha import AlphaLike, resolve_alpha
+from .alpha import AlphaLike, resolve_alpha, sigmoid_alpha_floats
 from .checks import REDUCTIONS, check_avg_factor, check_choice, check_floating, check_number, \
     compute_dtype
 from .inputs import (as_rows, class_view, fast_path, fast_sigmoid_target, is_sigmoid_labels,
@@ -113,15 +113,20 @@ def sigmoid_focal_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = 
     else:
         t = fast_sigmoid_target(pred, target, labels)
     w = sigmoid_weight(weight, pred.shape)
-    a_pos, a_neg = resolve_alpha(alpha, C, kind="sigmoid", alpha_mode=alpha_mode,
-                                 dtype=compute_dtype(pred), device=pred.device)
     if fast is not None:
-        per_class = not (alpha is None or isinstance(alpha, (int, float)))
-        x2, t2, w2, ap2, an2, back = as_rows(pred, t, w, a_pos, a_neg, per_class)
+        floats = sigmoid_alpha_floats(alpha, alpha_mode)   # one alpha for every class
+        if floats is not None:
+            a_pos, a_neg = floats
+        else:
+            a_pos, a_neg = resolve_alpha(alpha, C, kind="sigmoid", alpha_mode=alpha_mode,
+                                         dtype=compute_dtype(pred), device=pred.device)
+        x2, t2, w2, ap2, an2, back = as_rows(pred, t, w, a_pos, a_neg, floats is None)
         out = fast(x2, t2, w2, ap2, an2, g, "none" if reduction == "none" else "sum")
         if reduction == "none":
             return back(out)
         return reduce_sum(out, pred.numel(), reduction, avg_factor)
+    a_pos, a_neg = resolve_alpha(alpha, C, kind="sigmoid", alpha_mode=alpha_mode,
+                                 dtype=compute_dtype(pred), device=pred.device)
     loss = sigmoid_focal_reference(x, t, class_view(a_pos, x.dim()),
                                    class_view(a_neg, x.dim()), g)
     return weight_reduce_loss(loss, w, reduction, avg_factor)
