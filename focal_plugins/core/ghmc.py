@@ -45,8 +45,9 @@ class GHMC(GHMBase):
     Values equal mmdet 3.3's GHMC for the same arguments and call sequence, where mmdet
     accepts them; beyond mmdet: label_weight is optional, avg_factor replaces the mean's
     denominator tot, reduction "sum" gives the plain weighted sum (mmdet raises), softmax.
-    The CPU fast path sums in float64 and rounds once to float32, so a reduced loss can
-    differ from the reference's float32 reduction in the last bit (1 ulp).
+    The chunked CPU fast path (above 2^15 elements, or float targets) sums in float64 and
+    rounds once to float32, so a reduced loss can differ from the reference's float32
+    reduction in the last bit (1 ulp).
 
     Args:
         bins: number of equal bins over [0, 1]; g = 1 falls in the last.

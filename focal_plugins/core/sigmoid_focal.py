@@ -92,10 +92,11 @@ def sigmoid_focal_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = 
             torchvision's and fvcore's default is "none").
         impl: "auto" | "reference" | "fused" (fused kernels; "auto" picks what is available).
 
-    fp16/bf16 inputs are computed in fp32 and give an fp32 loss. The CPU fast path
-    accumulates its sum in float64 and rounds it once to float32, so its "mean" / "sum" can
-    differ from the reference's (torch's float32 reduction) in the last bit (1 ulp); its
-    elementwise losses and gradients agree to float32 rounding.
+    fp16/bf16 inputs are computed in fp32 and give an fp32 loss. The chunked CPU fast path
+    (inputs above 2^15 elements, and float targets) accumulates its sum in float64 and
+    rounds it once to float32, so its "mean" / "sum" can differ from the reference's
+    (torch's float32 reduction) in the last bit (1 ulp); elementwise losses and gradients
+    of every fast path agree with the reference to float32 rounding.
     """
     check_floating("pred", pred)
     g = check_number("gamma", gamma, lo=0.0)
