@@ -46,6 +46,8 @@ def focal_factor(m: Tensor, gamma: float) -> Tensor:
     (for 0 < gamma < 1 autograd's g m^(g-1) is inf there, and inf * 0 gives NaN); 0^0 = 1."""
     if gamma == 0:
         return torch.ones_like(m)
+    if gamma == 2:      # m * m: the same values and gradient (2 m, 0 at m = 0), fewer ops
+        return m * m
     pos = m > 0
     return torch.where(pos, torch.where(pos, m, 1.0) ** gamma, 0.0)
 
