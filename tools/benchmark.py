@@ -3,6 +3,7 @@
     python tools/benchmark.py                      # CPU table (+ CUDA table when a GPU is there)
     python tools/benchmark.py --device cuda --repeats 50
     python tools/benchmark.py --quick              # small sizes, few repeats (smoke run)
+    python tools/benchmark.py --host               # per-call host cost at 64 x 80 (issue 23)
 
 One table per device. Each row: median ms of forward + backward (the loss of random
 logits and its gradient w.r.t. them), the ratio to the group's yardstick (plain BCE with
@@ -237,6 +238,109 @@ def run(device, sizes, repeats, dtypes, groups=None):
     print(f"\n(after: {_load()})")
 
 
+HOST_TARGETS = (   # issue 23: (loss row, yardstick row, most x yardstick)
+    ("plugin sigmoid_focal_loss", "BCE with logits", 2.5),
+    ("plugin GHMC", "BCE with logits", 3.0),
+    ("plugin softmax_focal_loss", "cross_entropy", 3.0),
+    ("plugin GHMR", "L1", 3.0),
+)
+
+
+def host_cases(N, C):
+    """(name, logits, fn) of the --host table: each loss, its yardstick and peers."""
+    import focal_plugins as fp
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(N, C, generator=gen) * 2
+    lab = torch.randint(0, C + 1, (N,), generator=gen)
+    lab[torch.rand(N, generator=gen) < 0.9] = C
+    onehot = (lab[:, None] == torch.arange(C)).float()
+    lw = torch.ones(N)
+    xs0 = torch.randn(N, C + 1, generator=gen) * 2
+    slab = torch.randint(0, C + 1, (N,), generator=gen)
+    r0, rt = (torch.randn(N, 4, generator=gen) * 0.2 for _ in range(2))
+    rw = torch.ones(N, 4)
+    ghmc, ghmr = fp.GHMC(bins=30, momentum=0.75), fp.GHMR(mu=0.02, bins=10, momentum=0.7)
+    out = [("BCE with logits", x0, lambda x: F.binary_cross_entropy_with_logits(x, onehot)),
+           ("plugin sigmoid_focal_loss", x0, lambda x: fp.sigmoid_focal_loss(x, lab))]
+    tv = _try(lambda: __import__("torchvision.ops", fromlist=["sigmoid_focal_loss"]))
+    if tv is not None:
+        out.append(("torchvision sigmoid_focal_loss", x0,
+                    lambda x: tv.sigmoid_focal_loss(x, onehot, reduction="mean")))
+    out.append(("plugin GHMC", x0, lambda x: ghmc(x, lab, lw)))
+    mm = _try(lambda: __import__("mmdet.models.losses", fromlist=["GHMC", "GHMR"]))
+    if mm is not None:
+        mg, mr = mm.GHMC(bins=30, momentum=0.75), mm.GHMR(mu=0.02, bins=10, momentum=0.7)
+        lwf = torch.ones(N, C)
+        out.append(("mmdet GHMC", x0, lambda x: mg(x, onehot, lwf)))
+    out += [("cross_entropy", xs0, lambda x: F.cross_entropy(x, slab)),
+            ("plugin softmax_focal_loss", xs0,
+             lambda x: fp.softmax_focal_loss(x, slab, alpha=0.25, background_index=C)),
+            ("L1", r0, lambda x: F.l1_loss(x, rt)),
+            ("plugin GHMR", r0, lambda x: ghmr(x, rt, rw))]
+    if mm is not None:
+        out.append(("mmdet GHMR", r0, lambda x: mr(x, rt, rw)))
+    return out
+
+
+def count_ops(fn, x):
+    """aten ops dispatched by one forward + backward (TorchDispatchMode: every op below
+    autograd, views and scalar reads included; the autograd seed counts too)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.n += 1
+            return func(*args, **(kwargs or {}))
+    with Count():
+        fn(x).backward()
+    x.grad = None
+    return Count.n
+
+
+def host(N=64, C=80, repeats=300):
+    """Per-call host cost: forward + backward of tiny inputs on the CPU, 1 thread, every
+    row timed round-robin (repeat r of every row, then r + 1), medians; ratios to the
+    row's yardstick; the issue-23 targets checked."""
+    torch.set_num_threads(1)
+    print(f"\n## host cost, CPU {N}x{C} fp32 forward + backward (torch {torch.__version__}, "
+          f"1 thread, {repeats} interleaved repeats, {_load()})\n")
+    rows = []
+    for name, x0, fn in host_cases(N, C):
+        x = x0.clone().requires_grad_()
+        for _ in range(20):
+            _step(x, fn, "cpu")
+        rows.append((name, x, fn, [], count_ops(fn, x)))
+    for _ in range(repeats):
+        for _, x, fn, times, _ in rows:
+            times.append(_step(x, fn, "cpu"))
+    med = {name: statistics.median(times) * 1e3 for name, _, _, times, _ in rows}
+    yard = {"BCE with logits": "BCE with logits", "plugin sigmoid_focal_loss": "BCE with logits",
+            "torchvision sigmoid_focal_loss": "BCE with logits", "plugin GHMC": "BCE with logits",
+            "mmdet GHMC": "BCE with logits", "cross_entropy": "cross_entropy",
+            "plugin softmax_focal_loss": "cross_entropy", "L1": "L1", "plugin GHMR": "L1",
+            "mmdet GHMR": "L1"}
+    print("| loss | median us | ratio to yardstick | torch ops per call |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, _, _, _, ops in rows:
+        y = yard[name]
+        print(f"| {name} | {med[name]:.1f} | {med[name] / med[y]:.2f}x {y} | {ops} |")
+    print("\n| target | measured | met |")
+    print("| --- | ---: | --- |")
+    for name, y, most in HOST_TARGETS:
+        r = med[name] / med[y]
+        print(f"| {name} <= {most}x {y} | {r:.2f}x | {'yes' if r <= most else 'no'} |")
+    tv = "torchvision sigmoid_focal_loss"
+    if tv in med:
+        r, rt = med["plugin sigmoid_focal_loss"] / med["BCE with logits"], med[tv] / med["BCE with logits"]
+        print(f"| plugin sigmoid_focal_loss <= torchvision's ratio ({rt:.2f}x) | {r:.2f}x | "
+              f"{'yes' if r <= rt else 'no'} |")
+    for why, n in SKIPPED.items():
+        print(f"(rows left out {n}x, a peer call raised {why})")
+    print(f"\n(after: {_load()})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
@@ -247,7 +351,12 @@ def main():
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--groups", default=None,
                     help="comma-separated groups to time: sigmoid,dense,softmax,regression")
+    ap.add_argument("--host", action="store_true",
+                    help="per-call host cost at 64x80 on the CPU (1 thread) and the targets")
     a = ap.parse_args()
+    if a.host:
+        host(repeats=a.repeats or 300)
+        return
     if a.threads:
         torch.set_num_threads(a.threads)
     devices = ["cpu", "cuda"] if a.device == "all" else [a.device]

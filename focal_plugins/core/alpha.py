@@ -57,10 +57,8 @@ def resolve_alpha(alpha: AlphaLike, num_classes: int, *, kind: str = "sigmoid",
     if is_scalar(alpha):
         a = check_number("alpha", alpha, lo=0.0, hi=1.0)
         if kind == "sigmoid":
-            if alpha_mode == "binary":
-                raise ValueError("alpha_mode='binary' is for softmax with 2 classes; "
-                                 f"for sigmoid use 'paper' (alpha={alpha!r})")
-            return ones * a, ones * (a if alpha_mode == "uniform" else 1.0 - a)
+            a_pos, a_neg = sigmoid_alpha_floats(alpha, alpha_mode)
+            return ones * a_pos, ones * a_neg
         if alpha_mode == "uniform":
             return ones * a
         if alpha_mode == "binary":
@@ -96,6 +94,22 @@ def resolve_alpha(alpha: AlphaLike, num_classes: int, *, kind: str = "sigmoid",
     if kind == "softmax":
         return w
     return (w, 1.0 - w) if alpha_mode == "paper" else (w, w)
+
+
+def sigmoid_alpha_floats(alpha, alpha_mode: str = "paper"):
+    """(a_pos, a_neg) as Python floats for an alpha that is the same on every class (None,
+    a number or a 0-d tensor without grad), as ``resolve_alpha(kind="sigmoid")`` gives them
+    per class; None for any other alpha. Checks alpha and alpha_mode as it does."""
+    check_choice("alpha_mode", alpha_mode, ALPHA_MODES)
+    if alpha is None:
+        return 1.0, 1.0
+    if not is_scalar(alpha) or (isinstance(alpha, Tensor) and alpha.requires_grad):
+        return None
+    a = check_number("alpha", alpha, lo=0.0, hi=1.0)
+    if alpha_mode == "binary":
+        raise ValueError("alpha_mode='binary' is for softmax with 2 classes; "
+                         f"for sigmoid use 'paper' (alpha={alpha!r})")
+    return a, (a if alpha_mode == "uniform" else 1.0 - a)
 
 
 def _scalar_tensor_alpha(alpha: Tensor, C: int, kind: str, alpha_mode: str, background_index,

@@ -219,17 +219,19 @@ class GHMBase(nn.Module):
 
     def _run_fast(self, first_pass, tot: Tensor, reduction, avg_factor):
         """A fast path: ``first_pass`` (kernels' ``GHMPass``) holds this call's bin counts;
-        the per-bin weights come from here, then its ``apply`` gives the GHM-weighted loss
-        sum (or elementwise loss for reduction "none")."""
+        the per-bin weights come from here, scaled by loss_weight and the mean's
+        1 / (tot + eps) (constants of the call, folded into the (bins,) weights rather
+        than applied to the output), then its ``apply`` gives the loss."""
         with torch.no_grad():
             per_bin, tot, world = self.bin_weights(first_pass.counts, tot)
-        out = first_pass.apply(per_bin.to(torch.float32),
-                               "none" if reduction == "none" else "sum")
-        if reduction == "mean":
-            if avg_factor is None:
-                avg_factor = tot / world if world > 1 else tot
-            out = out / (avg_factor + torch.finfo(torch.float32).eps)
-        return self.loss_weight * out
+            wb = per_bin.to(torch.float32)
+            if reduction == "mean":
+                if avg_factor is None:
+                    avg_factor = tot / world if world > 1 else tot
+                wb = wb * (self.loss_weight / (avg_factor + torch.finfo(torch.float32).eps))
+            elif self.loss_weight != 1.0:
+                wb = wb * self.loss_weight
+        return first_pass.apply(wb, "none" if reduction == "none" else "sum")
 
     def _reduce(self, loss, w, tot, world, reduction, avg_factor):
         if avg_factor is None and reduction == "mean":

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .checks import check_avg_factor, check_bool, check_floating, check_int, compute_dtype
+from .checks import (check_avg_factor, check_bool, check_floating, check_int, check_weight,
+                     compute_dtype)
 from .density import GHMC_LAST_EDGE, GHMBase
 from .inputs import (as_labels, check_softmax_labels, fast_path, fast_sigmoid_target,
                      expand_label_weight, is_sigmoid_labels, sigmoid_target, valid_count)
@@ -44,8 +45,9 @@ class GHMC(GHMBase):
     Values equal mmdet 3.3's GHMC for the same arguments and call sequence, where mmdet
     accepts them; beyond mmdet: label_weight is optional, avg_factor replaces the mean's
     denominator tot, reduction "sum" gives the plain weighted sum (mmdet raises), softmax.
-    The CPU fast path sums in float64 and rounds once to float32, so a reduced loss can
-    differ from the reference's float32 reduction in the last bit (1 ulp).
+    The chunked CPU fast path (above 2^15 elements, or float targets) sums in float64 and
+    rounds once to float32, so a reduced loss can differ from the reference's float32
+    reduction in the last bit (1 ulp).
 
     Args:
         bins: number of equal bins over [0, 1]; g = 1 falls in the last.
@@ -98,11 +100,13 @@ class GHMC(GHMBase):
         N, C = pred.shape
         if self.use_sigmoid:
             t = fast_sigmoid_target(pred, target, is_sigmoid_labels(pred, target))
-            lw = None
-            if label_weight is not None:
-                lw = expand_label_weight(label_weight, (N, C), pred)   # validates the shape
-                if tuple(label_weight.shape) in ((N,), (N, 1)):
-                    lw = label_weight.reshape(N)
+            lw = label_weight
+            if lw is not None:
+                check_weight("label_weight", lw)
+                if tuple(lw.shape) in ((N,), (N, 1)):
+                    lw = lw.reshape(N)
+                else:
+                    check_weight("label_weight", lw, (N, C))
             tot = valid_count(lw, (N, C), pred)
             return self._run_fast(fast(pred, t, lw, self.edges), tot, reduction, avg_factor)
         target = self._softmax_target(target, N, C)

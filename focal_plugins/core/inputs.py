@@ -10,7 +10,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .checks import check_choice, check_values, check_weight, compute_dtype, first_bad
+from . import checks
+from .checks import check_choice, check_range, check_values, check_weight, compute_dtype, first_bad
 
 IMPLS = ("auto", "reference", "fused")
 
@@ -100,13 +101,20 @@ def is_sigmoid_labels(pred: Tensor, target) -> bool:
 
 def check_sigmoid_labels(target: Tensor, C: int) -> None:
     """Labels (int64) in [0, C], C = background."""
-    ok = (target >= 0) & (target <= C)
-    check_values(ok, "target", lambda: f"target labels must lie in [0, {C}] ({C} = "
-                                       f"background), got {first_bad(target, ok)!r}")
+    def message():
+        ok = (target >= 0) & (target <= C)
+        return f"target labels must lie in [0, {C}] ({C} = background), got {first_bad(target, ok)!r}"
+    check_range(target, 0, C, "target", message)
 
 
 def check_softmax_labels(target: Tensor, C: int, ignore_index: int) -> None:
-    """Labels (int64) in [0, C - 1] or ignore_index."""
+    """Labels (int64) in [0, C - 1] or ignore_index. On the CPU the extremes decide first
+    (3 ops), the elementwise check runs only where they fall outside [0, C - 1]."""
+    if (target.numel() and target.device.type == "cpu" and not checks.DEVICE_ASSERTS_ON_CPU
+            and not torch.compiler.is_compiling()):
+        lo, hi = torch.aminmax(target)
+        if lo.item() >= 0 and hi.item() < C:
+            return
     ok = ((target >= 0) & (target < C)) | (target == ignore_index)
     check_values(ok, "target", lambda: f"target labels must lie in [0, {C - 1}] or equal "
                                        f"ignore_index={ignore_index}, got {first_bad(target, ok)!r}")
@@ -187,8 +195,8 @@ def class_view(a: Tensor, dim: int) -> Tensor:
 
 def as_rows(pred: Tensor, t: Tensor, w: Optional[Tensor], a_pos: Tensor, a_neg: Tensor,
             per_class: bool):
-    """What the fast paths read, (M, K) rows with alpha per column, from logits of any
-    shape: (x, t, w, a_pos, a_neg, back), ``back`` reshaping a "none" loss to pred's shape.
+    """What the fast paths read, (M, K) rows with alpha per column (or the same float
+    alphas for every column), from logits of any shape: (x, t, w, a_pos, a_neg, back), ``back`` reshaping a "none" loss to pred's shape.
     (N, C) stays as it is. Other shapes are flattened, except that per-class alphas on
     (N, C, d1, ...) logits move the class dim last (a copy)."""
     if pred.dim() == 2:
@@ -204,8 +212,9 @@ def as_rows(pred: Tensor, t: Tensor, w: Optional[Tensor], a_pos: Tensor, a_neg: 
     K = shape[-1] if pred.dim() > 1 else 1
     x2, t2 = pred.reshape(-1, K), t.reshape(-1, K)
     w2 = None if wf is None else wf.reshape(-1, K)
-    return (x2, t2, w2, a_pos[:1].expand(K), a_neg[:1].expand(K),
-            lambda out: out.reshape(shape))
+    if isinstance(a_pos, Tensor):
+        a_pos, a_neg = a_pos[:1].expand(K), a_neg[:1].expand(K)
+    return x2, t2, w2, a_pos, a_neg, lambda out: out.reshape(shape)
 
 
 def expand_label_weight(lw, shape, like: Tensor) -> Tensor:

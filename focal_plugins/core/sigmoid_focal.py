@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .alpha import AlphaLike, resolve_alpha
+from .alpha import AlphaLike, resolve_alpha, sigmoid_alpha_floats
 from .checks import REDUCTIONS, check_avg_factor, check_choice, check_floating, check_number, \
     compute_dtype
 from .inputs import (as_rows, class_view, fast_path, fast_sigmoid_target, is_sigmoid_labels,
@@ -46,6 +46,8 @@ def focal_factor(m: Tensor, gamma: float) -> Tensor:
     (for 0 < gamma < 1 autograd's g m^(g-1) is inf there, and inf * 0 gives NaN); 0^0 = 1."""
     if gamma == 0:
         return torch.ones_like(m)
+    if gamma == 2:      # m * m: the same values and gradient (2 m, 0 at m = 0), fewer ops
+        return m * m
     pos = m > 0
     return torch.where(pos, torch.where(pos, m, 1.0) ** gamma, 0.0)
 
@@ -92,10 +94,11 @@ def sigmoid_focal_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = 
             torchvision's and fvcore's default is "none").
         impl: "auto" | "reference" | "fused" (fused kernels; "auto" picks what is available).
 
-    fp16/bf16 inputs are computed in fp32 and give an fp32 loss. The CPU fast path
-    accumulates its sum in float64 and rounds it once to float32, so its "mean" / "sum" can
-    differ from the reference's (torch's float32 reduction) in the last bit (1 ulp); its
-    elementwise losses and gradients agree to float32 rounding.
+    fp16/bf16 inputs are computed in fp32 and give an fp32 loss. The chunked CPU fast path
+    (inputs above 2^15 elements, and float targets) accumulates its sum in float64 and
+    rounds it once to float32, so its "mean" / "sum" can differ from the reference's
+    (torch's float32 reduction) in the last bit (1 ulp); elementwise losses and gradients
+    of every fast path agree with the reference to float32 rounding.
     """
     check_floating("pred", pred)
     g = check_number("gamma", gamma, lo=0.0)
@@ -113,15 +116,20 @@ def sigmoid_focal_loss(pred: Tensor, target: Tensor, weight: Optional[Tensor] = 
     else:
         t = fast_sigmoid_target(pred, target, labels)
     w = sigmoid_weight(weight, pred.shape)
-    a_pos, a_neg = resolve_alpha(alpha, C, kind="sigmoid", alpha_mode=alpha_mode,
-                                 dtype=compute_dtype(pred), device=pred.device)
     if fast is not None:
-        per_class = not (alpha is None or isinstance(alpha, (int, float)))
-        x2, t2, w2, ap2, an2, back = as_rows(pred, t, w, a_pos, a_neg, per_class)
+        floats = sigmoid_alpha_floats(alpha, alpha_mode)   # one alpha for every class
+        if floats is not None:
+            a_pos, a_neg = floats
+        else:
+            a_pos, a_neg = resolve_alpha(alpha, C, kind="sigmoid", alpha_mode=alpha_mode,
+                                         dtype=compute_dtype(pred), device=pred.device)
+        x2, t2, w2, ap2, an2, back = as_rows(pred, t, w, a_pos, a_neg, floats is None)
         out = fast(x2, t2, w2, ap2, an2, g, "none" if reduction == "none" else "sum")
         if reduction == "none":
             return back(out)
         return reduce_sum(out, pred.numel(), reduction, avg_factor)
+    a_pos, a_neg = resolve_alpha(alpha, C, kind="sigmoid", alpha_mode=alpha_mode,
+                                 dtype=compute_dtype(pred), device=pred.device)
     loss = sigmoid_focal_reference(x, t, class_view(a_pos, x.dim()),
                                    class_view(a_neg, x.dim()), g)
     return weight_reduce_loss(loss, w, reduction, avg_factor)

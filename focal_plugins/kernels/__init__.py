@@ -62,17 +62,30 @@ def cpu_usable(x: torch.Tensor) -> bool:
 
 
 def _f32(t):
-    return None if t is None else t.detach().to(torch.float32).contiguous()
+    if t is None:
+        return None
+    return (t.detach() if t.requires_grad else t).to(torch.float32).contiguous()
+
+
+def _alphas(a_pos, a_neg, x):
+    """(C,) fp32 alphas, from tensors or from one float each."""
+    if isinstance(a_pos, torch.Tensor):
+        return _f32(a_pos), _f32(a_neg)
+    C = x.shape[1] if x.dim() == 2 else 1
+    return (torch.full((C,), float(a_pos), device=x.device),
+            torch.full((C,), float(a_neg), device=x.device))
 
 
 def _labels_or_float(target, x, cpu=False):
     """Integer labels as int64; float targets as they are (the Triton kernels read fp32,
     fp16 and bf16 targets natively; the CPU path computes in fp32)."""
+    if target.requires_grad:
+        target = target.detach()
     if not target.is_floating_point():
-        return target.detach().to(torch.int64).contiguous()
+        return target.to(torch.int64).contiguous()
     if cpu or target.dtype not in (torch.float32, torch.float16, torch.bfloat16):
         target = target.to(torch.float32)
-    return target.detach().contiguous()
+    return target.contiguous()
 
 
 def _row_or_elem(w, shape):
@@ -90,14 +103,18 @@ def _row_or_elem(w, shape):
 
 def sigmoid_focal(x, target, weight, a_pos, a_neg, gamma, reduction, backend="triton"):
     """Sigmoid focal loss (see the core for the formula); x (N, C); target int (N,) with
-    C = background, or float (N, C); weight broadcastable to (N, C)."""
+    C = background, or float (N, C); weight broadcastable to (N, C); a_pos, a_neg (C,)
+    tensors, or floats where every class has the same."""
     w = _row_or_elem(weight, x.shape)
     t = _labels_or_float(target, x, cpu=backend == "cpu")
-    ap, an = _f32(a_pos), _f32(a_neg)
+    floats = not isinstance(a_pos, torch.Tensor)
     if backend == "cpu":
         from .cpu import _SigmoidFocalCPU, _SigmoidFocalSoftCPU
-        fn = _SigmoidFocalSoftCPU if t.is_floating_point() else _SigmoidFocalCPU
+        labels = not t.is_floating_point()
+        ap, an = (a_pos, a_neg) if floats and labels else _alphas(a_pos, a_neg, x)
+        fn = _SigmoidFocalCPU if labels else _SigmoidFocalSoftCPU
         return fn.apply(x.contiguous().to(torch.float32), t, w, ap, an, float(gamma), reduction)
+    ap, an = _alphas(a_pos, a_neg, x)
     return _triton_ops()._SigmoidFocal.apply(x.contiguous(), t, w, ap, an, float(gamma),
                                              reduction)
 
@@ -139,9 +156,9 @@ def ghm_sigmoid_pass(x, target, label_weight, edges, backend="triton"):
         from . import cpu
         x32 = x.contiguous().to(torch.float32)
         need_grad = torch.is_grad_enabled() and x32.requires_grad
-        counts, d, idx = cpu.ghmc_sigmoid_hist(x32.detach(), t, lw, e, need_grad)
+        counts, d, idx, nbce = cpu.ghmc_sigmoid_hist(x32.detach(), t, lw, e, need_grad)
         return GHMPass(counts, lambda wb, red: cpu._GHMCSigmoidCPU.apply(x32, t, d, idx, wb,
-                                                                         red))
+                                                                         red, nbce))
     T = _triton_ops()
     xc = x.contiguous()
     counts, sums = T.K.ghm_elem_hist(xc.detach(), t, lw, e, bins, 0)

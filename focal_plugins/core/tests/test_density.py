@@ -47,6 +47,7 @@ def test_reference_and_cpu_bin_by_the_one_rule_at_every_edge(bins, last):
     assert torch.equal(ref, want)
     assert torch.equal(counts, torch.bincount(want, minlength=bins + 1)[:bins])
     assert torch.equal(kcpu.bin_index(g, edges), want)     # the fast path's own binning
+    assert torch.equal(kcpu.small_bin_index(g, edges), want)   # its small-input binning
     # the modules bin by it (GHMC's and GHMR's edges)
     m = (GHMC if last < 2 else GHMR)(bins=bins)
     assert torch.equal(torch.where(m.bin_counts(g, g == g)[2], m.bin_counts(g, g == g)[0], bins),

@@ -311,7 +311,7 @@ def test_counts_exact_beyond_2_24_in_one_bin(case):
 def test_per_bin_counts_and_ema_exact_in_float64():
     m = GHMC(bins=2, momentum=0.75)
     counts = torch.tensor([2 ** 40 + 1, 3])               # int64, as every path gives them
-    w, tot, _ = m._per_bin(counts, torch.tensor(2 ** 40 + 4))
+    w, tot, _ = m.bin_weights(counts, torch.tensor(2 ** 40 + 4))
     assert m.acc_sum.tolist() == [0.25 * (2 ** 40 + 1), 0.75]
     assert tot.dtype == torch.float32
 

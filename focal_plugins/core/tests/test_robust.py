@@ -133,7 +133,7 @@ def test_ghm_nan_counted_in_no_bin_and_ema_ignores_it():
     a(x, lab, lw)
     g = (x.sigmoid() - (lab[:, None] == torch.arange(x.shape[1])).float()).abs()
     valid = (lw[:, None] > 0).float().expand_as(x)
-    _, counts, binned = b._bin_counts(g, valid)
+    _, counts, binned = b.bin_counts(g, valid)
     assert counts.sum().item() == int(((valid > 0) & ~nan).sum())
     assert not binned[nan].any()
     torch.testing.assert_close(a.acc_sum, 0.25 * counts.double())

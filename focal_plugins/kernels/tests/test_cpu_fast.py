@@ -337,3 +337,49 @@ def test_double_backward_is_a_clear_error_and_works_on_the_reference(name):
     g, = torch.autograd.grad(calls[name](b, "reference"), b, create_graph=True)
     h, = torch.autograd.grad(g.pow(2).sum(), b)
     assert torch.isfinite(h).all() and h.abs().sum() > 0
+
+
+@pytest.mark.parametrize("gamma", [2.0, 0.0, 1.0, 0.5, 3.0])
+@pytest.mark.parametrize("wkind", [None, "row", "elem"])
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_small_inputs_whole_tensor_path_matches_reference(gamma, wkind, reduction):
+    # numel <= min(SMALL, CHUNK) with labels: the whole-tensor paths of _SigmoidFocalCPU and
+    # _GHMCSigmoidCPU (few ops per call), extreme and infinite logits included
+    import focal_plugins as fp
+    gen = torch.Generator().manual_seed(11)
+    N, C = 60, 9
+    assert N * C <= min(kcpu.SMALL, kcpu.CHUNK)
+    x = torch.randn(N, C, generator=gen) * 4
+    x[0, :6] = torch.tensor([float("inf"), float("-inf"), 60.0, -60.0, 0.0, 17.0])
+    lab = torch.randint(0, C + 1, (N,), generator=gen)
+    lab[0] = 0
+    w = None if wkind is None else (torch.rand(N, generator=gen) if wkind == "row"
+                                    else torch.rand(N, C, generator=gen))
+    for alpha in (0.25, None, [0.1 * k for k in range(1, C + 1)]):
+        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        kw = dict(alpha=alpha, gamma=gamma, reduction=reduction)
+        fa = fp.sigmoid_focal_loss(a, lab, w, impl="fused", **kw)
+        fb = fp.sigmoid_focal_loss(b, lab, w, impl="reference", **kw)
+        go = torch.rand(fb.shape, generator=gen) + 0.5
+        fin = torch.isfinite(fb)
+        close(fa[fin] if fa.dim() else fa, fb[fin] if fb.dim() else fb)
+        assert torch.equal(torch.isinf(fa), torch.isinf(fb))
+        close(torch.autograd.grad(fa, a, go)[0], torch.autograd.grad(fb, b, go)[0])
+    lw = None if wkind is None else (w > 0.3).float()
+    if lw is not None:
+        lw.view(-1)[5] = float("nan")
+    xf = x.clone()
+    xf[0, :2] = 0.0                  # GHM-C: finite logits (an inf logit's BCE is inf)
+    xf[3, 2] = float("nan")
+    ms = [fp.GHMC(bins=10, momentum=0.75, impl=impl) for impl in ("fused", "reference")]
+    for call in range(2):
+        outs = []
+        for m in ms:
+            xr = xf.clone().requires_grad_()
+            out = m(xr, lab, lw, reduction_override=reduction)
+            go = torch.ones(out.shape)
+            outs.append((out.detach(), torch.autograd.grad(out, xr, go)[0]))
+        (oa, ga), (ob, gb) = outs
+        torch.testing.assert_close(oa, ob, equal_nan=True)
+        torch.testing.assert_close(ga, gb, equal_nan=True)
+        torch.testing.assert_close(ms[0].acc_sum, ms[1].acc_sum)
