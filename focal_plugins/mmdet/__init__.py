@@ -31,7 +31,9 @@ from mmdet.models.losses.ghm_loss import GHMC as MMDetGHMC
 from mmdet.models.losses.ghm_loss import GHMR as MMDetGHMR
 from mmdet.registry import MODELS
 
+from .. import spec
 from . import heads as _heads
+from . import losses as _losses
 from . import hooks as _hooks
 from . import init as _init
 from . import loops as _loops
@@ -41,13 +43,8 @@ from .init import SoftmaxPriorInit
 from .loops import NoPauseIterBasedTrainLoop
 from .losses import GHMC, GHMR, ASL1Loss, SigmoidFocalLoss, SoftmaxFocalLoss
 
-PLUGIN_LOSSES = {
-    "GHMC": GHMC,
-    "GHMR": GHMR,
-    "SigmoidFocalLoss": SigmoidFocalLoss,
-    "SoftmaxFocalLoss": SoftmaxFocalLoss,
-    "ASL1Loss": ASL1Loss,
-}
+#: one registered class per loss of the spec (focal_plugins.spec), under its name
+PLUGIN_LOSSES = {name: getattr(_losses, name) for name in spec.LOSS_NAMES}
 MMDET_ORIGINALS = {"MMDetGHMC": MMDetGHMC, "MMDetGHMR": MMDetGHMR}
 
 

@@ -14,7 +14,11 @@
   (``SoftmaxPriorInit`` in the config, or the user's own init) is left as it is, and so is
   a head initialised from a checkpoint (``init_cfg`` of type ``Pretrained``).
 
-Both work through torch's global module-registration hook (installed once, on import); it
+* **A per-class alpha of the wrong length fails when the head is built**, naming the head's
+  loss key and the head's ``num_classes`` (``num_classes + 1 (background)`` for
+  ``SoftmaxFocalLoss``), not at the first iteration.
+
+All three work through torch's global module-registration hook (installed once, on import); it
 only records which module holds a plugin loss, in a weak mapping.
 """
 import weakref
@@ -22,6 +26,7 @@ import weakref
 import torch
 from torch import nn
 
+from focal_plugins import spec
 from focal_plugins.core.prior import softmax_prior_bias
 
 __all__ = ["apply_softmax_prior", "holder", "install"]
@@ -45,13 +50,25 @@ def _on_register(parent, name, child):
     if not isinstance(parent, BaseModule):
         return None
 
-    from .losses import SoftmaxFocalLoss
-
-    if isinstance(child, SoftmaxFocalLoss):
+    if getattr(child, "wants_softmax_prior", False):  # the plugin's SoftmaxFocalLoss
         _HOLDERS[child] = weakref.ref(parent)
+    _check_alpha_length(parent, name, child)
     print_log(f"{type(parent).__name__}.{name}: "
               f"{type(child).__module__}.{type(child).__qualname__}", logger="current")
     return None
+
+
+def _check_alpha_length(head, name, loss) -> None:
+    """A plugin focal loss with a per-class alpha, given to a head that has ``num_classes``:
+    its length must fit the head's logit columns, checked now rather than at the first
+    iteration (the message names the head's key and the loss's keyword)."""
+    num_classes = getattr(head, "num_classes", None)
+    loss_name = getattr(type(loss), "NAME", None)
+    if loss_name not in spec.LOSSES or "alpha" not in spec.LOSSES[loss_name].defaults \
+            or isinstance(num_classes, bool) or not isinstance(num_classes, int):
+        return
+    spec.check_alpha_length(spec.LOSSES[loss_name], getattr(loss, "alpha", None), num_classes,
+                            lambda f: f"{type(head).__name__}.{name}.{f}")
 
 
 def install() -> None:

@@ -1,0 +1,62 @@
+"""The mmdet wrappers read the loss spec: signature defaults, checks, the registered names;
+an mmdet 2.x-style override without _delete_ gets a hint; a per-class alpha of the wrong
+length fails when the head is built."""
+import inspect
+
+import pytest
+
+pytest.importorskip("mmdet")
+
+import focal_plugins.mmdet as plugin  # noqa: E402
+from focal_plugins import spec  # noqa: E402
+from focal_plugins.mmdet import losses  # noqa: E402
+
+
+def test_registered_losses_are_the_spec():
+    assert tuple(plugin.PLUGIN_LOSSES) == spec.LOSS_NAMES
+
+
+@pytest.mark.parametrize("name", spec.LOSS_NAMES)
+def test_signature_defaults_are_the_spec(name):
+    params = inspect.signature(getattr(losses, name)).parameters
+    for k, d in spec.LOSSES[name].defaults.items():
+        assert params[k].default == d, (name, k)
+
+
+def test_override_without_delete_hints_at_delete():
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+
+    base = dict(model=dict(loss_cls=dict(type="FocalLoss", use_sigmoid=True, gamma=2.0,
+                                         alpha=0.25, loss_weight=1.0)))
+    cfg = Config(base)
+    cfg.merge_from_dict(dict(model=dict(loss_cls=dict(type="GHMC", bins=30))))
+    with pytest.raises(TypeError) as err:
+        MODELS.build(cfg.model.loss_cls)
+    msg = str(err.value)
+    assert "GHMC: unexpected keyword arguments 'alpha' (a setting of SigmoidFocalLoss, " \
+           "SoftmaxFocalLoss), 'gamma' (a setting of SigmoidFocalLoss, SoftmaxFocalLoss)" in msg
+    assert "dict(_delete_=True, type='GHMC', ...)" in msg
+    with pytest.raises(TypeError, match=r"^GHMR: unexpected keyword argument 'beta'\. .*_delete_"):
+        losses.GHMR(beta=1.0)
+
+
+def test_wrong_alpha_length_fails_when_the_head_is_built():
+    from mmdet.registry import MODELS
+
+    head = dict(type="RetinaHead", num_classes=3, in_channels=8, feat_channels=8,
+                stacked_convs=1,
+                anchor_generator=dict(type="AnchorGenerator", octave_base_scale=4,
+                                      scales_per_octave=1, ratios=[1.0], strides=[8]),
+                bbox_coder=dict(type="DeltaXYWHBBoxCoder"),
+                loss_bbox=dict(type="L1Loss"))
+    with pytest.raises(ValueError, match=r"RetinaHead\.loss_cls\.alpha has 3 entries; "
+                       r"SoftmaxFocalLoss needs one per logit column: num_classes \+ 1 "
+                       r"\(background\) = 4"):
+        MODELS.build(dict(head, loss_cls=dict(type="SoftmaxFocalLoss", alpha=[1.0, 1.0, 1.0])))
+    with pytest.raises(ValueError, match=r"loss_cls\.alpha has 2 entries; SigmoidFocalLoss "
+                       r"needs one per logit column: num_classes = 3"):
+        MODELS.build(dict(head, loss_cls=dict(type="SigmoidFocalLoss", use_sigmoid=True,
+                                              alpha=[0.5, 0.5], alpha_mode="uniform")))
+    built = MODELS.build(dict(head, loss_cls=dict(type="SoftmaxFocalLoss", alpha=[1.0] * 4)))
+    assert built.loss_cls.alpha == [1.0] * 4
