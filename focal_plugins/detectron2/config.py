@@ -18,15 +18,14 @@ from detectron2.config import get_cfg as _d2_get_cfg
 
 from focal_plugins import spec
 
+from .checks import HEADS, check_loss_keys_are_read
+
 __all__ = [
     "MODEL_ZOO_PREFIX", "add_focal_plugins_config", "get_cfg", "FocalPluginsCfgNode",
     "model_zoo_config_file", "get_model_zoo_config",
 ]
 
 MODEL_ZOO_PREFIX = "model_zoo://"
-
-#: the heads whose losses the plugin can change, and their nodes under MODEL.FOCAL_PLUGINS
-HEADS = ("RETINANET", "RPN", "ROI_BOX_HEAD")
 
 
 def _loss_node(node_cls):
@@ -132,8 +131,6 @@ class FocalPluginsCfgNode(_D2CfgNode):
         """Freeze, after checking that every plugin loss key set is read by a component the
         model builds (``focal_plugins.detectron2.checks``)."""
         if "MODEL" in self and "FOCAL_PLUGINS" in self.MODEL:
-            from .checks import check_loss_keys_are_read
-
             check_loss_keys_are_read(self)
         super().freeze()
 

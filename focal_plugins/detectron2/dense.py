@@ -39,7 +39,8 @@ class DenseLossMixin:
 
     def _init_plugin_losses(self, cls_loss, box_loss, num_anchors):
         slot = self._slot
-        self.cls_loss = check_loss_for_slot(cls_loss, f"{slot}.CLS_LOSS", key="cls_loss")
+        self.cls_loss = check_loss_for_slot(cls_loss, f"{slot}.CLS_LOSS", key="cls_loss",
+                                            num_classes=self.num_classes)
         self.box_loss = check_loss_for_slot(box_loss, f"{slot}.BOX_LOSS", key="box_loss")
         needs_bg = cls_loss is not None and cls_loss.needs_background
         self._num_cls_outputs = self.num_classes + (1 if needs_bg else 0)

@@ -23,11 +23,15 @@ from .losses import build_loss, check_loss_for_slot
 __all__ = ["FocalPluginsRPN", "FocalPluginsROIHeads", "FocalPluginsFastRCNNOutputLayers"]
 
 
-def _build(cfg, head):
+def _build(cfg, head, num_classes):
+    """The head's two loss objects from its YACS node (the component building them reads
+    these keys, so they are not reported unread); a per-class ALPHA is checked against the
+    head's ``num_classes`` now, naming its key."""
     node = focal_plugins_node(cfg, head)
-    check_loss_keys_are_read(cfg)
+    check_loss_keys_are_read(cfg, reader=head)
     prefix = f"MODEL.FOCAL_PLUGINS.{head}"
-    return (build_loss(node.CLS_LOSS, slot=f"{head}.CLS_LOSS", key=prefix + ".CLS_LOSS"),
+    return (build_loss(node.CLS_LOSS, slot=f"{head}.CLS_LOSS", key=prefix + ".CLS_LOSS",
+                       num_classes=num_classes),
             build_loss(node.BOX_LOSS, slot=f"{head}.BOX_LOSS", key=prefix + ".BOX_LOSS"))
 
 
@@ -52,18 +56,20 @@ class FocalPluginsRPN(RPN):
     """
 
     __jit_ignored_attributes__ = ["cls_loss", "box_loss"]
+    _focal_plugins_reads = "RPN"  # focal_plugins.detectron2.checks
 
     @configurable
     def __init__(self, *, cls_loss=None, box_loss=None, **kwargs):
         super().__init__(**kwargs)
-        self.cls_loss = check_loss_for_slot(cls_loss, "RPN.CLS_LOSS", key="cls_loss")
+        self.cls_loss = check_loss_for_slot(cls_loss, "RPN.CLS_LOSS", key="cls_loss",
+                                            num_classes=1)
         self.box_loss = check_loss_for_slot(box_loss, "RPN.BOX_LOSS", key="box_loss")
         _check_delta_loss(self.box_loss, self.box_reg_loss_type,
                           "box_reg_loss_type (MODEL.RPN.BBOX_REG_LOSS_TYPE)")
 
     @classmethod
     def from_config(cls, cfg, input_shape):
-        cls_loss, box_loss = _build(cfg, "RPN")
+        cls_loss, box_loss = _build(cfg, "RPN", num_classes=1)
         ret = super().from_config(cfg, input_shape)
         ret.update(cls_loss=cls_loss, box_loss=box_loss)
         return ret
@@ -125,7 +131,8 @@ class FocalPluginsFastRCNNOutputLayers(FastRCNNOutputLayers):
     @configurable
     def __init__(self, input_shape, *, cls_loss=None, box_loss=None, **kwargs):
         super().__init__(input_shape, **kwargs)
-        self.cls_loss = check_loss_for_slot(cls_loss, "ROI_BOX_HEAD.CLS_LOSS", key="cls_loss")
+        self.cls_loss = check_loss_for_slot(cls_loss, "ROI_BOX_HEAD.CLS_LOSS", key="cls_loss",
+                                            num_classes=self.num_classes)
         self.box_loss = check_loss_for_slot(box_loss, "ROI_BOX_HEAD.BOX_LOSS", key="box_loss")
         _check_delta_loss(self.box_loss, self.box_reg_loss_type,
                           "box_reg_loss_type (MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE)")
@@ -143,7 +150,7 @@ class FocalPluginsFastRCNNOutputLayers(FastRCNNOutputLayers):
 
     @classmethod
     def from_config(cls, cfg, input_shape):
-        cls_loss, box_loss = _build(cfg, "ROI_BOX_HEAD")
+        cls_loss, box_loss = _build(cfg, "ROI_BOX_HEAD", cfg.MODEL.ROI_HEADS.NUM_CLASSES)
         ret = super().from_config(cfg, input_shape)
         ret.update(cls_loss=cls_loss, box_loss=box_loss)
         return ret
@@ -215,6 +222,7 @@ class FocalPluginsROIHeads(StandardROIHeads):
     # annotations, which a subclass does not inherit
     mask_on: torch.jit.Final[bool]
     keypoint_on: torch.jit.Final[bool]
+    _focal_plugins_reads = "ROI_BOX_HEAD"  # focal_plugins.detectron2.checks
 
     @classmethod
     def _init_box_head(cls, cfg, input_shape):

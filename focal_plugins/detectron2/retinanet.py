@@ -46,6 +46,7 @@ class FocalPluginsRetinaNet(DenseLossMixin, RetinaNet):
     """
 
     _slot = "RETINANET"
+    _focal_plugins_reads = "RETINANET"  # focal_plugins.detectron2.checks
 
     @configurable
     def __init__(self, *, cls_loss=None, box_loss=None, per_level=False, **kwargs):
@@ -73,9 +74,10 @@ class FocalPluginsRetinaNet(DenseLossMixin, RetinaNet):
     @classmethod
     def from_config(cls, cfg):
         node = focal_plugins_node(cfg, "RETINANET")
-        check_loss_keys_are_read(cfg)
+        check_loss_keys_are_read(cfg, reader="RETINANET")
         prefix = "MODEL.FOCAL_PLUGINS.RETINANET"
-        cls_loss = build_loss(node.CLS_LOSS, slot="RETINANET.CLS_LOSS", key=prefix + ".CLS_LOSS")
+        cls_loss = build_loss(node.CLS_LOSS, slot="RETINANET.CLS_LOSS", key=prefix + ".CLS_LOSS",
+                              num_classes=cfg.MODEL.RETINANET.NUM_CLASSES)
         box_loss = build_loss(node.BOX_LOSS, slot="RETINANET.BOX_LOSS", key=prefix + ".BOX_LOSS")
         ret = super().from_config(cfg)
         if cls_loss is not None and cls_loss.needs_background:
