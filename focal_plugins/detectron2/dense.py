@@ -58,14 +58,16 @@ class DenseLossMixin:
             if needs_bg:
                 prior_background_bias(cls_score, self.num_classes, num_anchors)
 
-    def _plugin_box_loss(self, anchors, pred_anchor_deltas, gt_boxes, pos_mask, normalizer,
-                         levels=(slice(None),)):
-        """The plugin box loss on detectron2's deltas of the positive anchors, summed over
-        calls on the anchor-axis slices ``levels`` (default: one call on all)."""
-        anchors = type(anchors[0]).cat(anchors).tensor  # (R, 4)
-        gt_deltas = torch.stack(
-            [self.box2box_transform.get_deltas(anchors, _as_tensor(b)) for b in gt_boxes]
-        )  # (N, R, 4)
-        pred = cat(pred_anchor_deltas, dim=1)
-        return sum(self.box_loss(pred[:, lv][pos_mask[:, lv]], gt_deltas[:, lv][pos_mask[:, lv]],
-                                 normalizer) for lv in levels)
+
+def plugin_box_loss(box_loss, box2box_transform, anchors, pred_anchor_deltas, gt_boxes,
+                    fg_mask, normalizer, levels=(slice(None),)):
+    """The plugin box loss on detectron2's deltas of the foreground anchors (the arguments of
+    detectron2's ``_dense_box_regression_loss``), summed over calls on the anchor-axis slices
+    ``levels`` (default: one call on all)."""
+    anchors = type(anchors[0]).cat(anchors).tensor  # (R, 4)
+    gt_deltas = torch.stack(
+        [box2box_transform.get_deltas(anchors, _as_tensor(b)) for b in gt_boxes]
+    )  # (N, R, 4)
+    pred = cat(pred_anchor_deltas, dim=1)
+    return sum(box_loss(pred[:, lv][fg_mask[:, lv]], gt_deltas[:, lv][fg_mask[:, lv]],
+                        normalizer) for lv in levels)
