@@ -109,3 +109,45 @@ def test_roi_predictor_runs_detectron2s_losses_with_the_plugin_calls(monkeypatch
     assert d2_fast_rcnn.cross_entropy.__module__ == "detectron2.layers.wrappers"
     assert d2_fast_rcnn.smooth_l1_loss is fvcore.nn.smooth_l1_loss
     assert d2_retinanet.sigmoid_focal_loss_jit is fvcore.nn.sigmoid_focal_loss_jit
+
+
+def test_empty_inputs_still_make_every_ghm_call():
+    # distributed GHM all-reduces its bin counts in each call: a rank with no positives
+    # (or no foreground proposals) must make the same calls as the others
+    cfg = get_cfg()
+    cfg.merge_from_list(["MODEL.META_ARCHITECTURE", "GeneralizedRCNN", "MODEL.ROI_HEADS.NAME",
+                         "FocalPluginsROIHeads", "MODEL.ROI_HEADS.NUM_CLASSES", 3,
+                         "MODEL.PROPOSAL_GENERATOR.NAME", "FocalPluginsRPN",
+                         FP + "ROI_BOX_HEAD.CLS_LOSS.NAME", "GHMC",
+                         FP + "ROI_BOX_HEAD.BOX_LOSS.NAME", "GHMR",
+                         FP + "ROI_BOX_HEAD.BOX_LOSS.MOMENTUM", 0.5,
+                         FP + "RPN.CLS_LOSS.NAME", "GHMC", FP + "RPN.BOX_LOSS.NAME", "GHMR"])
+    head = FocalPluginsFastRCNNOutputLayers(cfg, ShapeSpec(channels=16))
+    seen = []
+    head.cls_loss.register_forward_hook(lambda m, a, o: seen.append(("cls", len(a[0]))))
+    head.box_loss.register_forward_hook(lambda m, a, o: seen.append(("box", len(a[0]))))
+    props = Instances((64, 64))
+    props.proposal_boxes = Boxes(torch.tensor([[0, 0, 10, 10.0], [5, 5, 30, 30]]))
+    props.gt_classes = torch.tensor([3, 3])  # background only: no gt_boxes
+    with EventStorage(0):
+        losses = head.losses((torch.randn(2, 4), torch.randn(2, 12)), [props])
+    assert seen == [("cls", 2), ("box", 0)]
+    assert float(losses["loss_box_reg"]) == 0.0
+    seen.clear()
+    empty = Instances((64, 64))  # an image with no proposals
+    empty.proposal_boxes = Boxes(torch.zeros(0, 4))
+    empty.gt_classes = torch.zeros(0, dtype=torch.long)
+    with EventStorage(0):
+        head.losses((torch.randn(0, 4), torch.randn(0, 12)), [empty])
+    assert seen == [("cls", 0), ("box", 0)]
+
+    rpn = FocalPluginsRPN(cfg, {"res4": ShapeSpec(channels=8, stride=16)})
+    seen = []
+    rpn.cls_loss.register_forward_hook(lambda m, a, o: seen.append(("cls", len(a[0]))))
+    rpn.box_loss.register_forward_hook(lambda m, a, o: seen.append(("box", len(a[0]))))
+    R = 12
+    anchors = [Boxes(torch.rand(R, 4) * 10 + torch.tensor([0, 0, 20, 20.0]))]
+    with EventStorage(0):  # no positive anchor
+        rpn.losses(anchors, [torch.randn(1, R)], [torch.zeros(R, dtype=torch.long)],
+                   [torch.randn(1, R, 4)], [anchors[0].tensor])
+    assert seen == [("box", 0), ("cls", R)]
