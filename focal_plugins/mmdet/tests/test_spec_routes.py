@@ -60,3 +60,44 @@ def test_wrong_alpha_length_fails_when_the_head_is_built():
                                               alpha=[0.5, 0.5], alpha_mode="uniform")))
     built = MODELS.build(dict(head, loss_cls=dict(type="SoftmaxFocalLoss", alpha=[1.0] * 4)))
     assert built.loss_cls.alpha == [1.0] * 4
+
+
+def _roi_bbox_head():
+    from mmdet.registry import MODELS
+
+    return MODELS.build(dict(
+        type="Shared2FCBBoxHead", in_channels=4, fc_out_channels=8, roi_feat_size=2,
+        num_classes=3, bbox_coder=dict(type="DeltaXYWHBBoxCoder"), reg_class_agnostic=True,
+        loss_cls=dict(type="CrossEntropyLoss", loss_weight=1.0),
+        loss_bbox=dict(type="GHMR", mu=0.02, bins=10, momentum=0.7)))
+
+
+def _roi_loss_args(labels):
+    import torch
+
+    n = len(labels)
+    g = torch.Generator().manual_seed(0)
+    return (torch.randn(n, 4, generator=g), torch.randn(n, 4, generator=g),
+            torch.zeros(n, 5), torch.tensor(labels), torch.ones(n),
+            torch.randn(n, 4, generator=g), torch.ones(n, 4))
+
+
+def test_distributed_ghmr_is_called_on_every_rank(monkeypatch):
+    import copy
+
+    from focal_plugins.mmdet import heads
+
+    head = _roi_bbox_head()
+    calls = []
+    head.loss_bbox.register_forward_hook(lambda m, a, o: calls.append(len(a[0])))
+    # not distributed: mmdet's own behaviour, no call without positives
+    assert "loss_bbox" in head.loss(*_roi_loss_args([3, 3]))
+    assert calls == []
+    monkeypatch.setattr(heads, "_distributed", lambda loss: True)
+    out = head.loss(*_roi_loss_args([3, 3]))  # no positive: one call on empty inputs
+    assert calls == [0] and float(out["loss_bbox"]) == 0.0
+    head.loss(*_roi_loss_args([0, 3, 2]))  # positives: mmdet's one call, no extra
+    assert calls == [0, 2]
+    copied = copy.deepcopy(head)  # an EMA copy calls its own loss
+    copied.loss(*_roi_loss_args([3]))
+    assert calls == [0, 2, 0] and copied.loss.__self__ is copied  # (hooks are copied too)
