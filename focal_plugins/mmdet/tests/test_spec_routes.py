@@ -101,3 +101,15 @@ def test_distributed_ghmr_is_called_on_every_rank(monkeypatch):
     copied = copy.deepcopy(head)  # an EMA copy calls its own loss
     copied.loss(*_roi_loss_args([3]))
     assert calls == [0, 2, 0] and copied.loss.__self__ is copied  # (hooks are copied too)
+
+
+def test_impl_choices_are_the_cores():
+    import torch
+
+    from focal_plugins.core import sigmoid_focal_loss
+
+    x, t = torch.randn(4, 3), torch.tensor([0, 1, 2, 3])
+    for impl in losses.IMPLS:
+        sigmoid_focal_loss(x, t, impl=impl)
+    with pytest.raises(ValueError, match="impl must be one of"):
+        sigmoid_focal_loss(x, t, impl="cuda")
