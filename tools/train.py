@@ -207,14 +207,18 @@ def apply_max_iters(cfg, max_iters: int):
     return cfg
 
 
-# the loss names focal_plugins.mmdet registers (its PLUGIN_LOSSES), listed here so that the
-# check below does not import, and so register, the plugin
-PLUGIN_LOSS_NAMES = ("GHMC", "GHMR", "SigmoidFocalLoss", "SoftmaxFocalLoss", "ASL1Loss")
+# the loss names focal_plugins.mmdet registers (its PLUGIN_LOSSES), from the loss spec, which
+# imports no framework: the check below does not import, and so register, the plugin
+from focal_plugins.spec import LOSS_NAMES as PLUGIN_LOSS_NAMES  # noqa: E402
+
+# the plugin's loss names mmdet also registers (its own GHMC, GHMR)
+_MMDET_HAS = ("GHMC", "GHMR")
 
 
 # names only focal_plugins.mmdet registers (mmdet and mmengine have none of them), by registry
 PLUGIN_ONLY_NAMES = {
-    "model": ("SigmoidFocalLoss", "SoftmaxFocalLoss", "ASL1Loss", "MMDetGHMC", "MMDetGHMR"),
+    "model": tuple(n for n in PLUGIN_LOSS_NAMES if n not in _MMDET_HAS)
+    + ("MMDetGHMC", "MMDetGHMR"),
     "weight initializer": ("SoftmaxPriorInit",),
     "hook": ("GHMStatsHook",),
     "loop": ("NoPauseIterBasedTrainLoop",),

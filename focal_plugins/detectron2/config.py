@@ -16,6 +16,10 @@ from detectron2.config import CfgNode as _D2CfgNode
 from detectron2.config import LazyConfig
 from detectron2.config import get_cfg as _d2_get_cfg
 
+from focal_plugins import spec
+
+from .checks import HEADS, check_loss_keys_are_read
+
 __all__ = [
     "MODEL_ZOO_PREFIX", "add_focal_plugins_config", "get_cfg", "FocalPluginsCfgNode",
     "model_zoo_config_file", "get_model_zoo_config",
@@ -23,20 +27,15 @@ __all__ = [
 
 MODEL_ZOO_PREFIX = "model_zoo://"
 
-#: the heads whose losses the plugin can change, and their nodes under MODEL.FOCAL_PLUGINS
-HEADS = ("RETINANET", "RPN", "ROI_BOX_HEAD")
-
 
 def _loss_node(node_cls):
+    """NAME ("" keeps detectron2's own loss) and one upper-case key per hyperparameter of
+    the loss spec (:mod:`focal_plugins.spec`), with the default the losses share (None where
+    they differ, ALPHA: the loss's own; ALPHA < 0 means none, fvcore's convention)."""
     node = node_cls()
-    node.NAME = ""  # "" keeps detectron2's own loss
-    node.ALPHA = None  # None: the loss's default; < 0: none; float; or per-class list
-    node.ALPHA_MODE = "paper"
-    node.GAMMA = 2.0
-    node.BINS = 10
-    node.MOMENTUM = 0.0
-    node.MU = 0.02
-    node.LOSS_WEIGHT = 1.0
+    node.NAME = ""
+    for field, default in spec.shared_defaults().items():
+        node[field.upper()] = default
     return node
 
 
@@ -53,9 +52,10 @@ def _upgrade(node):
 
 def add_focal_plugins_config(cfg):
     """Add ``cfg.MODEL.FOCAL_PLUGINS.{RETINANET,RPN,ROI_BOX_HEAD}.{CLS_LOSS,BOX_LOSS}`` with
-    fields NAME, ALPHA, ALPHA_MODE, GAMMA, BINS, MOMENTUM, MU, LOSS_WEIGHT. NAME is one of
-    SigmoidFocalLoss, SoftmaxFocalLoss, GHMC (classification), GHMR, ASL1Loss (box
-    regression), or "" for detectron2's own loss (the default everywhere);
+    fields NAME, ALPHA, ALPHA_MODE, GAMMA, BINS, MOMENTUM, MU, LOSS_WEIGHT (the loss spec's
+    hyperparameters, :mod:`focal_plugins.spec`). NAME is one of SigmoidFocalLoss,
+    SoftmaxFocalLoss, GHMC (classification), GHMR, ASL1Loss (box regression), or "" for
+    detectron2's own loss (the default everywhere);
     ``cfg.MODEL.FOCAL_PLUGINS.RETINANET.PER_LEVEL`` (False: the RetinaNet losses are called
     once on all FPN levels; True: once per level, as mmdet's RetinaHead does). Also
     ``cfg.MODEL.FOCAL_PLUGINS.GHM_STATS_PERIOD`` (0 = off): log the GHM losses' bins every
@@ -131,8 +131,6 @@ class FocalPluginsCfgNode(_D2CfgNode):
         """Freeze, after checking that every plugin loss key set is read by a component the
         model builds (``focal_plugins.detectron2.checks``)."""
         if "MODEL" in self and "FOCAL_PLUGINS" in self.MODEL:
-            from .checks import check_loss_keys_are_read
-
             check_loss_keys_are_read(self)
         super().freeze()
 

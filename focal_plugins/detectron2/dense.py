@@ -39,7 +39,8 @@ class DenseLossMixin:
 
     def _init_plugin_losses(self, cls_loss, box_loss, num_anchors):
         slot = self._slot
-        self.cls_loss = check_loss_for_slot(cls_loss, f"{slot}.CLS_LOSS", key="cls_loss")
+        self.cls_loss = check_loss_for_slot(cls_loss, f"{slot}.CLS_LOSS", key="cls_loss",
+                                            num_classes=self.num_classes)
         self.box_loss = check_loss_for_slot(box_loss, f"{slot}.BOX_LOSS", key="box_loss")
         needs_bg = cls_loss is not None and cls_loss.needs_background
         self._num_cls_outputs = self.num_classes + (1 if needs_bg else 0)
@@ -57,14 +58,16 @@ class DenseLossMixin:
             if needs_bg:
                 prior_background_bias(cls_score, self.num_classes, num_anchors)
 
-    def _plugin_box_loss(self, anchors, pred_anchor_deltas, gt_boxes, pos_mask, normalizer,
-                         levels=(slice(None),)):
-        """The plugin box loss on detectron2's deltas of the positive anchors, summed over
-        calls on the anchor-axis slices ``levels`` (default: one call on all)."""
-        anchors = type(anchors[0]).cat(anchors).tensor  # (R, 4)
-        gt_deltas = torch.stack(
-            [self.box2box_transform.get_deltas(anchors, _as_tensor(b)) for b in gt_boxes]
-        )  # (N, R, 4)
-        pred = cat(pred_anchor_deltas, dim=1)
-        return sum(self.box_loss(pred[:, lv][pos_mask[:, lv]], gt_deltas[:, lv][pos_mask[:, lv]],
-                                 normalizer) for lv in levels)
+
+def plugin_box_loss(box_loss, box2box_transform, anchors, pred_anchor_deltas, gt_boxes,
+                    fg_mask, normalizer, levels=(slice(None),)):
+    """The plugin box loss on detectron2's deltas of the foreground anchors (the arguments of
+    detectron2's ``_dense_box_regression_loss``), summed over calls on the anchor-axis slices
+    ``levels`` (default: one call on all)."""
+    anchors = type(anchors[0]).cat(anchors).tensor  # (R, 4)
+    gt_deltas = torch.stack(
+        [box2box_transform.get_deltas(anchors, _as_tensor(b)) for b in gt_boxes]
+    )  # (N, R, 4)
+    pred = cat(pred_anchor_deltas, dim=1)
+    return sum(box_loss(pred[:, lv][fg_mask[:, lv]], gt_deltas[:, lv][fg_mask[:, lv]],
+                        normalizer) for lv in levels)

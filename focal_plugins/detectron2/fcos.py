@@ -3,16 +3,14 @@ and a GroupNorm factory the FCOS head can use on current torch."""
 from typing import List
 
 import torch
-from fvcore.nn import sigmoid_focal_loss_jit
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from detectron2.modeling.box_regression import _dense_box_regression_loss
+from detectron2.modeling.meta_arch import fcos as _d2_fcos
 from detectron2.modeling.meta_arch.fcos import FCOS
 from detectron2.structures import ImageList, Instances
-from detectron2.utils.events import get_event_storage
 
-from .dense import DenseLossMixin, _as_tensor
+from .dense import DenseLossMixin, plugin_box_loss
+from .route import routed
 
 __all__ = ["FocalPluginsFCOS", "GroupNormFactory"]
 
@@ -70,46 +68,31 @@ class FocalPluginsFCOS(DenseLossMixin, FCOS):
 
     def losses(self, anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes,
                pred_centerness):
+        """detectron2's ``FCOS.losses`` with its classification and box loss calls routed to
+        the plugin losses (``focal_plugins.detectron2.route``); the centerness loss, the EMA
+        normaliser and the logging are detectron2's own code."""
+        args = (anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes, pred_centerness)
         if self.cls_loss is None and self.box_loss is None:
-            return super().losses(anchors, pred_logits, gt_labels, pred_anchor_deltas,
-                                  gt_boxes, pred_centerness)
-        num_images = len(gt_labels)
-        gt_labels = torch.stack(gt_labels)  # (N, R), num_classes = background
-        pos_mask = (gt_labels >= 0) & (gt_labels != self.num_classes)
-        num_pos_anchors = pos_mask.sum().item()
-        get_event_storage().put_scalar("num_pos_anchors", num_pos_anchors / num_images)
-        normalizer = self._ema_update("loss_normalizer", max(num_pos_anchors, 1), 300)
+            return super().losses(*args)
+        routes = {}
+        if self.cls_loss is not None:
+            labels = torch.stack(gt_labels).flatten()  # num_classes = background
 
-        logits = torch.cat(pred_logits, dim=1)
-        if self.cls_loss is None:
-            target = F.one_hot(gt_labels, num_classes=self.num_classes + 1)[:, :, :-1]
-            loss_cls = sigmoid_focal_loss_jit(
-                logits, target.to(logits.dtype), alpha=self.focal_loss_alpha,
-                gamma=self.focal_loss_gamma, reduction="sum") / normalizer
-        else:
-            loss_cls = self.cls_loss(logits.flatten(0, 1), gt_labels.flatten(),
-                                     self.num_classes, normalizer)
+            def cls_loss(logits, target, **kwargs):  # detectron2's cat(pred_logits): (N, R, K)
+                n = self.loss_normalizer
+                return self.cls_loss(logits.flatten(0, 1), labels, self.num_classes, n) * n
 
-        if self.box_loss is None:
-            loss_box_reg = _dense_box_regression_loss(
-                anchors, self.box2box_transform, pred_anchor_deltas,
-                [_as_tensor(b) for b in gt_boxes], pos_mask, box_reg_loss_type="giou",
-            ) / normalizer
-        else:
-            loss_box_reg = self._plugin_box_loss(anchors, pred_anchor_deltas, gt_boxes,
-                                                 pos_mask, normalizer)
+            routes["sigmoid_focal_loss_jit"] = cls_loss
+        if self.box_loss is not None:
+            def box_loss(anchors, box2box_transform, pred_anchor_deltas, gt_boxes, fg_mask,
+                         **kwargs):  # replaces the GIoU loss, on the box2box deltas
+                n = self.loss_normalizer
+                return n * plugin_box_loss(self.box_loss, box2box_transform, anchors,
+                                           pred_anchor_deltas, gt_boxes, fg_mask, n)
 
-        # gt_boxes as label_anchors gave them (Boxes in 0.6, tensors on main): this
-        # detectron2's compute_ctrness_targets takes its own label_anchors' output
-        ctrness_targets = self.compute_ctrness_targets(anchors, gt_boxes)
-        pred_centerness = torch.cat(pred_centerness, dim=1).squeeze(dim=2)
-        loss_ctr = F.binary_cross_entropy_with_logits(
-            pred_centerness[pos_mask], ctrness_targets[pos_mask], reduction="sum")
-        return {
-            "loss_fcos_cls": loss_cls,
-            "loss_fcos_loc": loss_box_reg,
-            "loss_fcos_ctr": loss_ctr / normalizer,
-        }
+            routes["_dense_box_regression_loss"] = box_loss
+        with routed(_d2_fcos, routes):
+            return super().losses(*args)
 
     def forward_inference(self, images: ImageList, features: List[Tensor],
                           predictions: List[List[Tensor]]):

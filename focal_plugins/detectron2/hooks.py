@@ -19,6 +19,8 @@ over g of the density and of the gradient share. The hook must run before the
 of the writer's (20 in ``DefaultTrainer``) writes every value: the writers keep only the
 latest value of a scalar. Other iterations run without any hook on the losses.
 """
+import logging
+
 from detectron2.engine import HookBase
 from detectron2.engine.hooks import PeriodicWriter
 from detectron2.utils.events import TensorboardXWriter
@@ -30,6 +32,9 @@ __all__ = ["GHMStatsHook", "build_ghm_stats_hook", "insert_ghm_stats_hook",
            "register_ghm_stats_hook"]
 
 _SUFFIX = ".ghm"  # the adapter's losses hold the core module as ``.ghm``
+_KEY = "MODEL.FOCAL_PLUGINS.GHM_STATS_PERIOD"
+_GHM_NAMES = ("GHMC", "GHMR")
+logger = logging.getLogger(__name__)
 
 
 def _name(n: str) -> str:
@@ -60,6 +65,8 @@ class GHMStatsHook(HookBase):
         if isinstance(model, (DistributedDataParallel, DataParallel)):
             model = model.module
         self.stats = GHMStats(model, rename=_name)
+        if not self.stats.modules:
+            logger.warning("GHMStatsHook: the model has no GHM loss; nothing to log")
         self._tb = self.histograms and any(
             isinstance(w, TensorboardXWriter) for h in getattr(self.trainer, "_hooks", [])
             if isinstance(h, PeriodicWriter) for w in h._writers)
@@ -94,9 +101,18 @@ def build_ghm_stats_hook(cfg_or_period):
         period = _period(cfg_or_period)
     else:
         node = cfg_or_period.MODEL.get("FOCAL_PLUGINS", None)
-        period = _period(node.get("GHM_STATS_PERIOD", 0) if node is not None else 0,
-                         "MODEL.FOCAL_PLUGINS.GHM_STATS_PERIOD")
+        period = _period(node.get("GHM_STATS_PERIOD", 0) if node is not None else 0, _KEY)
+        if period and not _names_ghm_loss(node):
+            logger.warning(f"{_KEY} = {period} but no MODEL.FOCAL_PLUGINS.*.*_LOSS.NAME is a "
+                           f"GHM loss ({', '.join(_GHM_NAMES)}): the hook will have nothing to "
+                           f"log")
     return GHMStatsHook(period) if period else None
+
+
+def _names_ghm_loss(node) -> bool:
+    return any(isinstance(v, dict) and v.get(slot, {}).get("NAME", "") in _GHM_NAMES
+               for v in node.values() for slot in ("CLS_LOSS", "BOX_LOSS")
+               if isinstance(v, dict) and isinstance(v.get(slot), dict))
 
 
 def insert_ghm_stats_hook(hooks, cfg_or_period):

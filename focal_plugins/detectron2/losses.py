@@ -18,16 +18,16 @@ elements), as in the GHM paper and mmdet, and ignores ``normalizer``.
 
 The math is the framework-free core's (:mod:`focal_plugins.core`).
 """
-from collections.abc import Sequence
 from typing import Mapping, Optional
 
 import torch
 from torch import nn
 
+from focal_plugins import spec
 from focal_plugins.core import GHMC as _CoreGHMC
 from focal_plugins.core import GHMR as _CoreGHMR
 from focal_plugins.core import asl1_loss, sigmoid_focal_loss, softmax_focal_loss
-from focal_plugins.core.checks import check_int, check_number, is_scalar
+from focal_plugins.core.checks import check_number, is_scalar
 from focal_plugins.core.prior import softmax_prior_bias
 
 __all__ = [
@@ -35,58 +35,60 @@ __all__ = [
     "SigmoidFocalLoss", "SoftmaxFocalLoss", "GHMC", "GHMR", "ASL1Loss",
 ]
 
-ALPHA_MODES = ("paper", "uniform")
-
+CLS_LOSS_NAMES = spec.names(spec.CLASSIFICATION)
+BOX_LOSS_NAMES = spec.names(spec.BOX)
 # Which NAMEs each slot accepts (the keys are the config nodes under MODEL.FOCAL_PLUGINS;
-# FCOS has no YACS node, its LazyConfig uses the same table).
+# FCOS has no YACS node, its LazyConfig uses the same table). The RPN has one objectness
+# logit per anchor: no softmax over classes.
 SLOT_NAMES = {
-    "RETINANET.CLS_LOSS": ("SigmoidFocalLoss", "SoftmaxFocalLoss", "GHMC"),
-    "RETINANET.BOX_LOSS": ("GHMR", "ASL1Loss"),
-    "FCOS.CLS_LOSS": ("SigmoidFocalLoss", "SoftmaxFocalLoss", "GHMC"),
-    "FCOS.BOX_LOSS": ("GHMR", "ASL1Loss"),
-    # one objectness logit per anchor: no softmax over classes
-    "RPN.CLS_LOSS": ("SigmoidFocalLoss", "GHMC"),
-    "RPN.BOX_LOSS": ("GHMR", "ASL1Loss"),
-    "ROI_BOX_HEAD.CLS_LOSS": ("SigmoidFocalLoss", "SoftmaxFocalLoss", "GHMC"),
-    "ROI_BOX_HEAD.BOX_LOSS": ("GHMR", "ASL1Loss"),
+    f"{head}.{slot}": names
+    for head in ("RETINANET", "FCOS", "RPN", "ROI_BOX_HEAD")
+    for slot, names in (
+        ("CLS_LOSS", spec.names(spec.CLASSIFICATION, softmax=False) if head == "RPN"
+         else CLS_LOSS_NAMES),
+        ("BOX_LOSS", BOX_LOSS_NAMES))
 }
-CLS_LOSS_NAMES = ("SigmoidFocalLoss", "SoftmaxFocalLoss", "GHMC")
-BOX_LOSS_NAMES = ("GHMR", "ASL1Loss")
+#: the fields of a YACS loss node: NAME and one upper-case key per spec hyperparameter
+_FIELDS = ("NAME",) + tuple(h.upper() for h in spec.HYPERPARAMETERS)
+#: their defaults: NAME "" keeps detectron2's own loss; None, where the losses' defaults
+#: differ (ALPHA), means the loss's own default
+_DEFAULTS = dict(NAME="", **{h.upper(): v for h, v in spec.shared_defaults().items()})
 
 
 def _where(key, field):
     return f"{key}.{field}" if key else field
 
 
-def _number(key, field, value, *, lo=None, hi=None, hi_open=False, integer=False):
-    """The core's checks (finite; numpy scalars and 0-d tensors accepted; bools refused),
-    with the config key as the argument's name."""
-    if integer:
-        return check_int(_where(key, field), value, lo=lo)
-    return check_number(_where(key, field), value, lo=lo, hi=hi, hi_open=hi_open)
+def _kwarg(field):
+    """The spelling of a build_loss keyword (the LazyConfig key) in a message."""
+    return f"{field} ({field.upper()} in a YACS node)"
 
 
-def _alpha(key, value):
-    """ALPHA: None (the loss's default), a negative number (no alpha weighting, fvcore's
-    convention), a number in [0, 1], or a per-class sequence."""
-    if value is None:
+def _fvcore_alpha(label, value):
+    """ALPHA < 0 means no alpha weighting (fvcore's convention): None."""
+    if is_scalar(value) and not hasattr(value, "requires_grad") \
+            and check_number(label, value) < 0:
         return None
-    if is_scalar(value):
-        value = _number(key, "ALPHA", value)      # finite
-        if value != value:
-            raise ValueError(f"{_where(key, 'ALPHA')} must not be NaN, got {value!r}")
-        if value < 0:
-            return None
-        return _number(key, "ALPHA", value, lo=0.0, hi=1.0)
-    if isinstance(value, Sequence) and not isinstance(value, str) and len(value):
-        return [_number(key, "ALPHA", v, lo=0.0) for v in value]
-    raise ValueError(f"{_where(key, 'ALPHA')} must be None, a number or a list of numbers, "
-                     f"got {value!r}")
+    return value
+
+
+_D = {name: s.defaults for name, s in spec.LOSSES.items()}  # the signatures' defaults
 
 
 class _PluginLoss(nn.Module):
     NAME = ""
     KIND = ""  # "cls" or "box"
+    _holds_ghm = False  # the GHM losses keep their settings in ``self.ghm``
+
+    def _set(self, **values):
+        """Check the hyperparameters with the spec (errors name the keyword), keep them as
+        attributes (except the GHM losses'), return them checked."""
+        hp = spec.LOSSES[self.NAME].validate(values)
+        self._hparams = dict(values)
+        if not self._holds_ghm:
+            for k, v in hp.items():
+                setattr(self, k, v)
+        return hp
 
     def extra_repr(self):
         return ", ".join(f"{k}={v!r}" for k, v in self._hparams.items())
@@ -106,14 +108,10 @@ class SigmoidFocalLoss(_ClsLoss):
 
     NAME = "SigmoidFocalLoss"
 
-    def __init__(self, alpha=0.25, gamma=2.0, alpha_mode="paper", loss_weight=1.0):
+    def __init__(self, alpha=_D[NAME]["alpha"], gamma=_D[NAME]["gamma"],
+                 alpha_mode=_D[NAME]["alpha_mode"], loss_weight=_D[NAME]["loss_weight"]):
         super().__init__()
-        _number(None, "gamma", gamma, lo=0.0)
-        _number(None, "loss_weight", loss_weight)
-        self.alpha, self.gamma, self.alpha_mode = alpha, gamma, alpha_mode
-        self.loss_weight = loss_weight
-        self._hparams = dict(alpha=alpha, gamma=gamma, alpha_mode=alpha_mode,
-                             loss_weight=loss_weight)
+        self._set(alpha=alpha, gamma=gamma, alpha_mode=alpha_mode, loss_weight=loss_weight)
 
     def forward(self, logits, labels, num_classes, normalizer):
         loss = sigmoid_focal_loss(logits[:, :num_classes], labels, alpha=self.alpha,
@@ -129,14 +127,10 @@ class SoftmaxFocalLoss(_ClsLoss):
     needs_background = True
     softmax_scores = True
 
-    def __init__(self, alpha=None, gamma=2.0, alpha_mode="paper", loss_weight=1.0):
+    def __init__(self, alpha=_D[NAME]["alpha"], gamma=_D[NAME]["gamma"],
+                 alpha_mode=_D[NAME]["alpha_mode"], loss_weight=_D[NAME]["loss_weight"]):
         super().__init__()
-        _number(None, "gamma", gamma, lo=0.0)
-        _number(None, "loss_weight", loss_weight)
-        self.alpha, self.gamma, self.alpha_mode = alpha, gamma, alpha_mode
-        self.loss_weight = loss_weight
-        self._hparams = dict(alpha=alpha, gamma=gamma, alpha_mode=alpha_mode,
-                             loss_weight=loss_weight)
+        self._set(alpha=alpha, gamma=gamma, alpha_mode=alpha_mode, loss_weight=loss_weight)
 
     def forward(self, logits, labels, num_classes, normalizer):
         if logits.shape[1] != num_classes + 1:
@@ -161,12 +155,13 @@ class GHMC(_ClsLoss):
     """
 
     NAME = "GHMC"
+    _holds_ghm = True
 
-    def __init__(self, bins=10, momentum=0.0, loss_weight=1.0):
+    def __init__(self, bins=_D[NAME]["bins"], momentum=_D[NAME]["momentum"],
+                 loss_weight=_D[NAME]["loss_weight"]):
         super().__init__()
-        self.ghm = _CoreGHMC(bins=bins, momentum=momentum, use_sigmoid=True,
-                             loss_weight=loss_weight)
-        self._hparams = dict(bins=bins, momentum=momentum, loss_weight=loss_weight)
+        hp = self._set(bins=bins, momentum=momentum, loss_weight=loss_weight)
+        self.ghm = _CoreGHMC(use_sigmoid=True, **hp)
 
     def forward(self, logits, labels, num_classes, normalizer):
         # softmax where the head has a real background column, else sigmoid
@@ -186,11 +181,13 @@ class GHMR(_BoxLoss):
     loss_weight w corresponds to w / 4 here."""
 
     NAME = "GHMR"
+    _holds_ghm = True
 
-    def __init__(self, mu=0.02, bins=10, momentum=0.0, loss_weight=1.0):
+    def __init__(self, mu=_D[NAME]["mu"], bins=_D[NAME]["bins"],
+                 momentum=_D[NAME]["momentum"], loss_weight=_D[NAME]["loss_weight"]):
         super().__init__()
-        self.ghm = _CoreGHMR(mu=mu, bins=bins, momentum=momentum, loss_weight=loss_weight)
-        self._hparams = dict(mu=mu, bins=bins, momentum=momentum, loss_weight=loss_weight)
+        hp = self._set(mu=mu, bins=bins, momentum=momentum, loss_weight=loss_weight)
+        self.ghm = _CoreGHMR(**hp)
 
     def forward(self, pred, target, normalizer):
         return self.ghm(pred, target, avg_factor=normalizer)
@@ -201,12 +198,9 @@ class ASL1Loss(_BoxLoss):
 
     NAME = "ASL1Loss"
 
-    def __init__(self, mu=0.02, loss_weight=1.0):
+    def __init__(self, mu=_D[NAME]["mu"], loss_weight=_D[NAME]["loss_weight"]):
         super().__init__()
-        _number(None, "mu", mu, lo=0.0)
-        _number(None, "loss_weight", loss_weight)
-        self.mu, self.loss_weight = mu, loss_weight
-        self._hparams = dict(mu=mu, loss_weight=loss_weight)
+        self._set(mu=mu, loss_weight=loss_weight)
 
     def forward(self, pred, target, normalizer):
         loss = asl1_loss(pred, target, mu=self.mu, reduction="sum")
@@ -214,15 +208,14 @@ class ASL1Loss(_BoxLoss):
 
 
 _CLASSES = {c.NAME: c for c in (SigmoidFocalLoss, SoftmaxFocalLoss, GHMC, GHMR, ASL1Loss)}
-_DEFAULT_ALPHA = {"SigmoidFocalLoss": 0.25, "SoftmaxFocalLoss": None}
-_FIELDS = ("NAME", "ALPHA", "ALPHA_MODE", "GAMMA", "BINS", "MOMENTUM", "MU", "LOSS_WEIGHT")
-_DEFAULTS = dict(NAME="", ALPHA=None, ALPHA_MODE="paper", GAMMA=2.0, BINS=10, MOMENTUM=0.0,
-                 MU=0.02, LOSS_WEIGHT=1.0)
+assert tuple(_CLASSES) == spec.LOSS_NAMES, "one detectron2 class per spec loss"
 
 
-def check_loss_for_slot(loss, slot: str, key: Optional[str] = None):
+def check_loss_for_slot(loss, slot: str, key: Optional[str] = None,
+                        num_classes: Optional[int] = None):
     """Raise ValueError unless ``loss`` (a loss object or None) fits ``slot`` (a key of
-    SLOT_NAMES); return it. ``key`` names the option in the message."""
+    SLOT_NAMES) and, given the head's ``num_classes``, its per-class alpha has one entry
+    per logit column; return it. ``key`` names the option in the message (``cls_loss``)."""
     if loss is None:
         return None
     allowed = SLOT_NAMES[slot]
@@ -231,6 +224,9 @@ def check_loss_for_slot(loss, slot: str, key: Optional[str] = None):
         shown = name if isinstance(loss, _PluginLoss) else type(loss).__name__
         raise ValueError(f"{_where(key or slot, 'NAME')} = {shown!r} is not valid for this "
                          f"slot; choose one of {list(allowed)} or '' (detectron2's own loss)")
+    if num_classes is not None and "alpha" in loss._hparams:
+        s = spec.LOSSES[name]
+        s.validate(loss._hparams, lambda f: _where(key, f), num_classes=num_classes)
     return loss
 
 
@@ -238,8 +234,9 @@ _UNSET = object()
 
 
 def build_loss(cfg: Optional[Mapping] = None, *, slot: Optional[str] = None,
-               key: Optional[str] = None, name=_UNSET, alpha=_UNSET, alpha_mode=_UNSET,
-               gamma=_UNSET, bins=_UNSET, momentum=_UNSET, mu=_UNSET, loss_weight=_UNSET):
+               key: Optional[str] = None, num_classes: Optional[int] = None, name=_UNSET,
+               alpha=_UNSET, alpha_mode=_UNSET, gamma=_UNSET, bins=_UNSET, momentum=_UNSET,
+               mu=_UNSET, loss_weight=_UNSET):
     """The one builder: a loss config -> a loss object, or None for NAME "" (keep
     detectron2's own loss).
 
@@ -247,59 +244,58 @@ def build_loss(cfg: Optional[Mapping] = None, *, slot: Optional[str] = None,
     NAME, ALPHA, ALPHA_MODE, GAMMA, BINS, MOMENTUM, MU, LOSS_WEIGHT (as made by
     ``add_focal_plugins_config``), or the same fields as lower-case keyword arguments (the
     LazyConfig form, ``L(build_loss)(name="GHMC", bins=30, momentum=0.75)``); keywords
-    given alongside ``cfg`` override it. Fields a loss does not take are ignored.
+    given alongside ``cfg`` override it. Fields a loss does not take are ignored. The
+    hyperparameters, their defaults and checks are the loss spec's
+    (:mod:`focal_plugins.spec`).
 
     ALPHA: None = the loss's default (0.25 for SigmoidFocalLoss, none for
     SoftmaxFocalLoss); a negative number = no alpha weighting (fvcore's convention); a
     number in [0, 1]; or one weight per class (see ``focal_plugins.core.resolve_alpha``).
+    ALPHA_MODE: one the loss accepts (``'binary'``, for SoftmaxFocalLoss with one class).
 
     ``slot`` (a key of ``SLOT_NAMES``) restricts the names to those valid there; ``key`` is
-    the option's full name used in error messages. Invalid values raise ValueError naming
-    the key and the value.
+    the option's full name used in error messages (a YACS node's path); without it a field
+    from ``cfg`` is named in upper case, a keyword in lower case (the LazyConfig key).
+    ``num_classes`` (the head's foreground classes) checks a per-class ALPHA's length now.
+    Invalid values raise ValueError naming the key and the value.
     """
-    values = dict(_DEFAULTS)
-    if cfg is not None:
-        for field in _FIELDS:
-            if field in cfg:
-                values[field] = cfg[field]
-    given = dict(NAME=name, ALPHA=alpha, ALPHA_MODE=alpha_mode, GAMMA=gamma, BINS=bins,
-                 MOMENTUM=momentum, MU=mu, LOSS_WEIGHT=loss_weight)
-    values.update({f: v for f, v in given.items() if v is not _UNSET})
-    nm = values["NAME"]
+    given = dict(name=name, alpha=alpha, alpha_mode=alpha_mode, gamma=gamma, bins=bins,
+                 momentum=momentum, mu=mu, loss_weight=loss_weight)
+    values, from_kw = {}, set()
+    for field in _FIELDS:
+        f = field.lower()
+        if given[f] is not _UNSET:
+            values[f] = given[f]
+            from_kw.add(f)
+        elif cfg is not None and field in cfg:
+            values[f] = cfg[field]
+
+    def name_of(f):
+        if key:
+            return f"{key}.{f.upper()}"
+        return _kwarg(f) if f in from_kw else f.upper()
+
+    nm = values.get("name", _DEFAULTS["NAME"])
     if not isinstance(nm, str):
-        raise ValueError(f"{_where(key, 'NAME')} must be a string, got {nm!r}")
+        raise ValueError(f"{name_of('name')} must be a string, got {nm!r}")
     if nm == "":
         return None
     if nm not in _CLASSES:
-        raise ValueError(f"{_where(key, 'NAME')} = {nm!r} is not a known loss; choose one of "
+        raise ValueError(f"{name_of('name')} = {nm!r} is not a known loss; choose one of "
                          f"{list(_CLASSES)} or '' (detectron2's own loss)")
     if slot is not None and nm not in SLOT_NAMES[slot]:
-        raise ValueError(f"{_where(key, 'NAME')} = {nm!r} is not valid for this slot; choose "
+        raise ValueError(f"{name_of('name')} = {nm!r} is not valid for this slot; choose "
                          f"one of {list(SLOT_NAMES[slot])} or '' (detectron2's own loss)")
-
-    lw = _number(key, "LOSS_WEIGHT", values["LOSS_WEIGHT"], lo=0.0)
-    if nm in ("SigmoidFocalLoss", "SoftmaxFocalLoss"):
-        a = values["ALPHA"]
-        a = _DEFAULT_ALPHA[nm] if a is None else _alpha(key, a)
-        mode = values["ALPHA_MODE"]
-        if mode not in ALPHA_MODES:
-            raise ValueError(f"{_where(key, 'ALPHA_MODE')} must be one of {list(ALPHA_MODES)}, "
-                             f"got {mode!r}")
-        g = _number(key, "GAMMA", values["GAMMA"], lo=0.0)
-        return _CLASSES[nm](alpha=a, gamma=g, alpha_mode=mode, loss_weight=lw)
-    if nm == "ASL1Loss":
-        m = _number(key, "MU", values["MU"], lo=0.0)
-        if m <= 0:
-            raise ValueError(f"{_where(key, 'MU')} must be > 0, got {values['MU']!r}")
-        return ASL1Loss(mu=m, loss_weight=lw)
-    b = _number(key, "BINS", values["BINS"], lo=1, integer=True)
-    mom = _number(key, "MOMENTUM", values["MOMENTUM"], lo=0.0, hi=1.0, hi_open=True)
-    if nm == "GHMC":
-        return GHMC(bins=b, momentum=mom, loss_weight=lw)
-    m = _number(key, "MU", values["MU"], lo=0.0)
-    if m <= 0:
-        raise ValueError(f"{_where(key, 'MU')} must be > 0, got {values['MU']!r}")
-    return GHMR(mu=m, bins=b, momentum=mom, loss_weight=lw)
+    s = spec.LOSSES[nm]
+    hp = {f: values[f] for f in s.params if f in values}
+    if "alpha" in s.params:  # None: the loss's default; < 0: none (fvcore's convention)
+        a = hp.get("alpha")
+        hp["alpha"] = s.defaults["alpha"] if a is None else _fvcore_alpha(name_of("alpha"), a)
+    hp = s.validate(hp, name_of, num_classes=num_classes)
+    if "alpha" in hp and "alpha" in values and values["alpha"] is not None \
+            and not is_scalar(values["alpha"]) and not hasattr(values["alpha"], "dim"):
+        hp["alpha"] = [float(v) for v in hp["alpha"]]
+    return _CLASSES[nm](**hp)
 
 
 def prior_background_bias(cls_score: nn.Module, num_classes: int, num_anchors: int) -> None:

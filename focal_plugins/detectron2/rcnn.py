@@ -7,27 +7,31 @@ import torch
 from torch.nn import functional as F
 
 from detectron2.config import configurable
-from detectron2.layers import cat, cross_entropy, nonzero_tuple
 from detectron2.modeling import PROPOSAL_GENERATOR_REGISTRY, ROI_HEADS_REGISTRY
-from detectron2.modeling.box_regression import _dense_box_regression_loss
+from detectron2.modeling.proposal_generator import rpn as _d2_rpn
 from detectron2.modeling.proposal_generator.rpn import RPN
 from detectron2.modeling.roi_heads import StandardROIHeads
-from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers, _log_classification_stats
+from detectron2.modeling.roi_heads import fast_rcnn as _d2_fast_rcnn
+from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.structures import Instances
-from detectron2.utils.events import get_event_storage
 
 from .checks import check_loss_keys_are_read
-from .dense import focal_plugins_node
+from .dense import focal_plugins_node, plugin_box_loss
 from .losses import build_loss, check_loss_for_slot
+from .route import routed
 
 __all__ = ["FocalPluginsRPN", "FocalPluginsROIHeads", "FocalPluginsFastRCNNOutputLayers"]
 
 
-def _build(cfg, head):
+def _build(cfg, head, num_classes):
+    """The head's two loss objects from its YACS node (the component building them reads
+    these keys, so they are not reported unread); a per-class ALPHA is checked against the
+    head's ``num_classes`` now, naming its key."""
     node = focal_plugins_node(cfg, head)
-    check_loss_keys_are_read(cfg)
+    check_loss_keys_are_read(cfg, reader=head)
     prefix = f"MODEL.FOCAL_PLUGINS.{head}"
-    return (build_loss(node.CLS_LOSS, slot=f"{head}.CLS_LOSS", key=prefix + ".CLS_LOSS"),
+    return (build_loss(node.CLS_LOSS, slot=f"{head}.CLS_LOSS", key=prefix + ".CLS_LOSS",
+                       num_classes=num_classes),
             build_loss(node.BOX_LOSS, slot=f"{head}.BOX_LOSS", key=prefix + ".BOX_LOSS"))
 
 
@@ -52,60 +56,49 @@ class FocalPluginsRPN(RPN):
     """
 
     __jit_ignored_attributes__ = ["cls_loss", "box_loss"]
+    _focal_plugins_reads = "RPN"  # focal_plugins.detectron2.checks
 
     @configurable
     def __init__(self, *, cls_loss=None, box_loss=None, **kwargs):
         super().__init__(**kwargs)
-        self.cls_loss = check_loss_for_slot(cls_loss, "RPN.CLS_LOSS", key="cls_loss")
+        self.cls_loss = check_loss_for_slot(cls_loss, "RPN.CLS_LOSS", key="cls_loss",
+                                            num_classes=1)
         self.box_loss = check_loss_for_slot(box_loss, "RPN.BOX_LOSS", key="box_loss")
         _check_delta_loss(self.box_loss, self.box_reg_loss_type,
                           "box_reg_loss_type (MODEL.RPN.BBOX_REG_LOSS_TYPE)")
 
     @classmethod
     def from_config(cls, cfg, input_shape):
-        cls_loss, box_loss = _build(cfg, "RPN")
+        cls_loss, box_loss = _build(cfg, "RPN", num_classes=1)
         ret = super().from_config(cfg, input_shape)
         ret.update(cls_loss=cls_loss, box_loss=box_loss)
         return ret
 
     @torch.jit.unused
     def losses(self, anchors, pred_objectness_logits, gt_labels, pred_anchor_deltas, gt_boxes):
+        """detectron2's ``RPN.losses`` with its objectness and box loss calls routed to the
+        plugin losses (``focal_plugins.detectron2.route``); masks, the normaliser
+        (batch_size_per_image x images), logging and loss weights are detectron2's code."""
+        args = (anchors, pred_objectness_logits, gt_labels, pred_anchor_deltas, gt_boxes)
         if self.cls_loss is None and self.box_loss is None:
-            return super().losses(anchors, pred_objectness_logits, gt_labels,
-                                  pred_anchor_deltas, gt_boxes)
-        num_images = len(gt_labels)
-        gt_labels = torch.stack(gt_labels)  # (N, R): 1 object, 0 background, -1 ignored
-        pos_mask = gt_labels == 1
-        num_pos_anchors = pos_mask.sum().item()
-        num_neg_anchors = (gt_labels == 0).sum().item()
-        storage = get_event_storage()
-        storage.put_scalar("rpn/num_pos_anchors", num_pos_anchors / num_images)
-        storage.put_scalar("rpn/num_neg_anchors", num_neg_anchors / num_images)
-        normalizer = self.batch_size_per_image * num_images
+            return super().losses(*args)
+        n = self.batch_size_per_image * len(gt_labels)  # detectron2's normaliser
+        routes = {}
+        if self.cls_loss is not None:
+            def cls_loss(logits, target, **kwargs):  # objectness logits, 1 object / 0 bg
+                # one class ("object", index 0); index 1 = background
+                return self.cls_loss(logits[:, None], (1 - target).long(), 1, n) * n
 
-        if self.box_loss is None:
-            loss_loc = _dense_box_regression_loss(
-                anchors, self.box2box_transform, pred_anchor_deltas, gt_boxes, pos_mask,
-                box_reg_loss_type=self.box_reg_loss_type, smooth_l1_beta=self.smooth_l1_beta,
-            ) / normalizer
-        else:
-            all_anchors = type(anchors[0]).cat(anchors).tensor
-            gt_deltas = torch.stack(
-                [self.box2box_transform.get_deltas(all_anchors, k) for k in gt_boxes])
-            loss_loc = self.box_loss(cat(pred_anchor_deltas, dim=1)[pos_mask],
-                                     gt_deltas[pos_mask], normalizer)
+            routes["F.binary_cross_entropy_with_logits"] = cls_loss
+        if self.box_loss is not None:
+            def box_loss(anchors, box2box_transform, pred_anchor_deltas, gt_boxes, fg_mask,
+                         **kwargs):
+                return n * plugin_box_loss(self.box_loss, box2box_transform, anchors,
+                                           pred_anchor_deltas, gt_boxes, fg_mask, n)
 
-        valid_mask = gt_labels >= 0
-        logits = cat(pred_objectness_logits, dim=1)[valid_mask]
-        labels = gt_labels[valid_mask]
-        if self.cls_loss is None:
-            loss_cls = F.binary_cross_entropy_with_logits(
-                logits, labels.to(torch.float32), reduction="sum") / normalizer
-        else:
-            # one class ("object", index 0); index 1 = background
-            loss_cls = self.cls_loss(logits[:, None], (1 - labels).long(), 1, normalizer)
-        losses = {"loss_rpn_cls": loss_cls, "loss_rpn_loc": loss_loc}
-        return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
+            routes["_dense_box_regression_loss"] = box_loss
+        with routed(_d2_rpn, routes):
+            return super().losses(*args)
 
 
 class FocalPluginsFastRCNNOutputLayers(FastRCNNOutputLayers):
@@ -125,7 +118,8 @@ class FocalPluginsFastRCNNOutputLayers(FastRCNNOutputLayers):
     @configurable
     def __init__(self, input_shape, *, cls_loss=None, box_loss=None, **kwargs):
         super().__init__(input_shape, **kwargs)
-        self.cls_loss = check_loss_for_slot(cls_loss, "ROI_BOX_HEAD.CLS_LOSS", key="cls_loss")
+        self.cls_loss = check_loss_for_slot(cls_loss, "ROI_BOX_HEAD.CLS_LOSS", key="cls_loss",
+                                            num_classes=self.num_classes)
         self.box_loss = check_loss_for_slot(box_loss, "ROI_BOX_HEAD.BOX_LOSS", key="box_loss")
         _check_delta_loss(self.box_loss, self.box_reg_loss_type,
                           "box_reg_loss_type (MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE)")
@@ -143,50 +137,33 @@ class FocalPluginsFastRCNNOutputLayers(FastRCNNOutputLayers):
 
     @classmethod
     def from_config(cls, cfg, input_shape):
-        cls_loss, box_loss = _build(cfg, "ROI_BOX_HEAD")
+        cls_loss, box_loss = _build(cfg, "ROI_BOX_HEAD", cfg.MODEL.ROI_HEADS.NUM_CLASSES)
         ret = super().from_config(cfg, input_shape)
         ret.update(cls_loss=cls_loss, box_loss=box_loss)
         return ret
 
     @torch.jit.unused
     def losses(self, predictions, proposals):
+        """detectron2's ``FastRCNNOutputLayers.losses`` (and its ``box_reg_loss``) with the
+        classification and smooth-L1 calls routed to the plugin losses
+        (``focal_plugins.detectron2.route``); the foreground selection, the normaliser (the
+        number of sampled proposals), logging and loss weights are detectron2's code."""
         if self.cls_loss is None and self.box_loss is None:
             return super().losses(predictions, proposals)
-        scores, proposal_deltas = predictions
-        gt_classes = (
-            cat([p.gt_classes for p in proposals], dim=0) if len(proposals) else torch.empty(0)
-        )
-        _log_classification_stats(scores, gt_classes)
-        if len(proposals):
-            proposal_boxes = cat([p.proposal_boxes.tensor for p in proposals], dim=0)
-            gt_boxes = cat(
-                [(p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor
-                 for p in proposals], dim=0)
-        else:
-            proposal_boxes = gt_boxes = torch.empty((0, 4), device=proposal_deltas.device)
-        normalizer = max(gt_classes.numel(), 1)
+        n = max(sum(len(p) for p in proposals), 1)  # detectron2's normaliser
+        routes = {}
+        if self.cls_loss is not None:
+            def cls_loss(scores, gt_classes, **kwargs):  # detectron2: mean cross-entropy
+                return self.cls_loss(scores, gt_classes.long(), self.num_classes, n)
 
-        if self.cls_loss is None:
-            if getattr(self, "use_sigmoid_ce", False):
-                loss_cls = self.sigmoid_cross_entropy_loss(scores, gt_classes)
-            else:
-                loss_cls = cross_entropy(scores, gt_classes, reduction="mean")
-        else:
-            loss_cls = self.cls_loss(scores, gt_classes.long(), self.num_classes, normalizer)
+            routes["cross_entropy"] = cls_loss
+        if self.box_loss is not None:
+            def box_loss(fg_pred_deltas, gt_pred_deltas, beta, **kwargs):  # summed smooth L1
+                return self.box_loss(fg_pred_deltas, gt_pred_deltas, n) * n
 
-        if self.box_loss is None:
-            loss_box = self.box_reg_loss(proposal_boxes, gt_boxes, proposal_deltas, gt_classes)
-        else:
-            box_dim = proposal_boxes.shape[1]
-            fg = nonzero_tuple((gt_classes >= 0) & (gt_classes < self.num_classes))[0]
-            if proposal_deltas.shape[1] == box_dim:  # class-agnostic
-                fg_pred = proposal_deltas[fg]
-            else:
-                fg_pred = proposal_deltas.view(-1, self.num_classes, box_dim)[fg, gt_classes[fg]]
-            target = self.box2box_transform.get_deltas(proposal_boxes[fg], gt_boxes[fg])
-            loss_box = self.box_loss(fg_pred, target, normalizer)
-        losses = {"loss_cls": loss_cls, "loss_box_reg": loss_box}
-        return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
+            routes["smooth_l1_loss"] = box_loss
+        with routed(_d2_fast_rcnn, routes):
+            return super().losses(predictions, proposals)
 
     def predict_probs(self, predictions: Tuple[torch.Tensor, torch.Tensor],
                       proposals: List[Instances]):
@@ -215,6 +192,7 @@ class FocalPluginsROIHeads(StandardROIHeads):
     # annotations, which a subclass does not inherit
     mask_on: torch.jit.Final[bool]
     keypoint_on: torch.jit.Final[bool]
+    _focal_plugins_reads = "ROI_BOX_HEAD"  # focal_plugins.detectron2.checks
 
     @classmethod
     def _init_box_head(cls, cfg, input_shape):

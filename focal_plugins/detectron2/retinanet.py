@@ -2,21 +2,18 @@
 from typing import List
 
 import torch
-from fvcore.nn import sigmoid_focal_loss_jit
 from torch import Tensor
-from torch.nn import functional as F
 
 from detectron2.config import configurable
-from detectron2.layers import cat
 from detectron2.modeling import META_ARCH_REGISTRY
-from detectron2.modeling.box_regression import _dense_box_regression_loss
+from detectron2.modeling.meta_arch import retinanet as _d2_retinanet
 from detectron2.modeling.meta_arch.retinanet import RetinaNet, RetinaNetHead
 from detectron2.structures import ImageList, Instances
-from detectron2.utils.events import get_event_storage
 
 from .checks import check_loss_keys_are_read
+from .dense import DenseLossMixin, focal_plugins_node, plugin_box_loss
 from .losses import build_loss
-from .dense import DenseLossMixin, focal_plugins_node
+from .route import routed
 
 __all__ = ["FocalPluginsRetinaNet"]
 
@@ -46,6 +43,7 @@ class FocalPluginsRetinaNet(DenseLossMixin, RetinaNet):
     """
 
     _slot = "RETINANET"
+    _focal_plugins_reads = "RETINANET"  # focal_plugins.detectron2.checks
 
     @configurable
     def __init__(self, *, cls_loss=None, box_loss=None, per_level=False, **kwargs):
@@ -73,9 +71,10 @@ class FocalPluginsRetinaNet(DenseLossMixin, RetinaNet):
     @classmethod
     def from_config(cls, cfg):
         node = focal_plugins_node(cfg, "RETINANET")
-        check_loss_keys_are_read(cfg)
+        check_loss_keys_are_read(cfg, reader="RETINANET")
         prefix = "MODEL.FOCAL_PLUGINS.RETINANET"
-        cls_loss = build_loss(node.CLS_LOSS, slot="RETINANET.CLS_LOSS", key=prefix + ".CLS_LOSS")
+        cls_loss = build_loss(node.CLS_LOSS, slot="RETINANET.CLS_LOSS", key=prefix + ".CLS_LOSS",
+                              num_classes=cfg.MODEL.RETINANET.NUM_CLASSES)
         box_loss = build_loss(node.BOX_LOSS, slot="RETINANET.BOX_LOSS", key=prefix + ".BOX_LOSS")
         ret = super().from_config(cfg)
         if cls_loss is not None and cls_loss.needs_background:
@@ -99,38 +98,47 @@ class FocalPluginsRetinaNet(DenseLossMixin, RetinaNet):
         return self.losses(anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes)
 
     def losses(self, anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes):
+        """detectron2's ``RetinaNet.losses`` with its two loss calls routed to the plugin
+        losses (``focal_plugins.detectron2.route``): its masks, its ``num_pos_anchors`` EMA
+        normaliser and its logging run unchanged. A plugin loss returns its value already
+        normalised, so the route returns it times the normaliser that detectron2 divides by."""
         if self.cls_loss is None and self.box_loss is None:
             return super().losses(anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes)
-        num_images = len(gt_labels)
-        gt_labels = torch.stack(gt_labels)  # (N, R), -1 ignore, num_classes background
-        valid_mask = gt_labels >= 0
-        pos_mask = valid_mask & (gt_labels != self.num_classes)
-        num_pos_anchors = pos_mask.sum().item()
-        get_event_storage().put_scalar("num_pos_anchors", num_pos_anchors / num_images)
-        # detectron2's normaliser: EMA of the number of positive anchors (initial 100)
-        normalizer = self._ema_update("loss_normalizer", max(num_pos_anchors, 1), 100)
-
-        logits = cat(pred_logits, dim=1)
+        routes = {}
         levels = self._level_slices(pred_logits)
-        if self.cls_loss is None:  # detectron2's own
-            target = F.one_hot(gt_labels[valid_mask], num_classes=self.num_classes + 1)[:, :-1]
-            loss_cls = sigmoid_focal_loss_jit(
-                logits[valid_mask], target.to(logits.dtype), alpha=self.focal_loss_alpha,
-                gamma=self.focal_loss_gamma, reduction="sum") / normalizer
-        else:
-            loss_cls = sum(self.cls_loss(logits[:, lv][valid_mask[:, lv]],
-                                         gt_labels[:, lv][valid_mask[:, lv]],
-                                         self.num_classes, normalizer) for lv in levels)
+        if self.cls_loss is not None:
+            labels = torch.stack(gt_labels)  # (N, R), -1 ignore, num_classes background
+            valid = labels >= 0
+            # each valid anchor's FPN level: the per-level calls get detectron2's rows
+            level_of = self._level_ids(pred_logits, labels)[valid] if len(levels) > 1 else None
+            labels = labels[valid]
 
-        if self.box_loss is None:
-            loss_box_reg = _dense_box_regression_loss(
-                anchors, self.box2box_transform, pred_anchor_deltas, gt_boxes, pos_mask,
-                box_reg_loss_type=self.box_reg_loss_type, smooth_l1_beta=self.smooth_l1_beta,
-            ) / normalizer
-        else:
-            loss_box_reg = self._plugin_box_loss(anchors, pred_anchor_deltas, gt_boxes,
-                                                 pos_mask, normalizer, levels)
-        return {"loss_cls": loss_cls, "loss_box_reg": loss_box_reg}
+            def cls_loss(logits, target, **kwargs):  # detectron2's cat(pred_logits)[valid]
+                n = self.loss_normalizer
+                if level_of is None:
+                    return self.cls_loss(logits, labels, self.num_classes, n) * n
+                return sum(self.cls_loss(logits[level_of == i], labels[level_of == i],
+                                         self.num_classes, n)
+                           for i in range(len(levels))) * n
+
+            routes["sigmoid_focal_loss_jit"] = cls_loss
+        if self.box_loss is not None:
+            def box_loss(anchors, box2box_transform, pred_anchor_deltas, gt_boxes, fg_mask,
+                         **kwargs):
+                n = self.loss_normalizer
+                return n * plugin_box_loss(self.box_loss, box2box_transform, anchors,
+                                           pred_anchor_deltas, gt_boxes, fg_mask, n, levels)
+
+            routes["_dense_box_regression_loss"] = box_loss
+        with routed(_d2_retinanet, routes):
+            return super().losses(anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes)
+
+    @staticmethod
+    def _level_ids(per_level, like):
+        """(N, R) long: the FPN level of each anchor, for the (N, R) tensor ``like``."""
+        ids = torch.cat([torch.full((x.shape[1],), i, dtype=torch.long, device=like.device)
+                         for i, x in enumerate(per_level)])
+        return ids.expand_as(like)
 
     def _level_slices(self, per_level):
         """The slices of the anchor axis the plugin losses are called on: all levels at once,

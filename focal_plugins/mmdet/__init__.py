@@ -24,6 +24,21 @@ is also imported lazily by the registry itself on the first build (its ``locatio
 ``register_all_modules()``. So this module imports ``mmdet.models`` *first*, then registers
 with ``force=True``: whatever imports ``mmdet.models`` afterwards finds it already imported
 and registers nothing again, and ``type='GHMC'`` builds the plugin's class in either order.
+
+Process-wide effects of importing this package (all of them):
+
+* **Registration** in mmdet's and mmengine's registries: the losses of the loss spec
+  (``focal_plugins.spec``; ``GHMC``/``GHMR`` with ``force=True``, replacing mmdet's, which
+  stay as ``MMDetGHMC``/``MMDetGHMR``), ``SoftmaxPriorInit``, ``GHMStatsHook``,
+  ``NoPauseIterBasedTrainLoop``; ``mmdet.models`` is imported first (see above).
+* **Checkpoints**: torch's ``weights_only`` allowlist gains exactly the objects mmengine's
+  checkpoints hold (``focal_plugins.mmdet.checkpoint``).
+* **One torch module-registration hook** (``focal_plugins.mmdet.heads``): when a head gets a
+  ``loss*`` submodule it logs the loss's class, records a ``SoftmaxFocalLoss``'s holder for
+  its prior, checks a per-class alpha's length, and for a plugin GHM-R ``loss_bbox`` wraps
+  *that head instance's* loss method so a distributed run calls it on every rank.
+* **Pillow**: ``PIL.Image.LINEAR`` is restored where Pillow >= 10 removed it
+  (``focal_plugins._compat``), for detectron2 0.6, which mmdet may import.
 """
 from .. import _compat  # noqa: F401  (before mmdet.models, which may import detectron2)
 import mmdet.models  # noqa: F401  (must precede the registration below, see above)
@@ -31,7 +46,9 @@ from mmdet.models.losses.ghm_loss import GHMC as MMDetGHMC
 from mmdet.models.losses.ghm_loss import GHMR as MMDetGHMR
 from mmdet.registry import MODELS
 
+from .. import spec
 from . import heads as _heads
+from . import losses as _losses
 from . import hooks as _hooks
 from . import init as _init
 from . import loops as _loops
@@ -41,13 +58,8 @@ from .init import SoftmaxPriorInit
 from .loops import NoPauseIterBasedTrainLoop
 from .losses import GHMC, GHMR, ASL1Loss, SigmoidFocalLoss, SoftmaxFocalLoss
 
-PLUGIN_LOSSES = {
-    "GHMC": GHMC,
-    "GHMR": GHMR,
-    "SigmoidFocalLoss": SigmoidFocalLoss,
-    "SoftmaxFocalLoss": SoftmaxFocalLoss,
-    "ASL1Loss": ASL1Loss,
-}
+#: one registered class per loss of the spec (focal_plugins.spec), under its name
+PLUGIN_LOSSES = {name: getattr(_losses, name) for name in spec.LOSS_NAMES}
 MMDET_ORIGINALS = {"MMDetGHMC": MMDetGHMC, "MMDetGHMR": MMDetGHMR}
 
 

@@ -17,17 +17,24 @@ the same number as mmdet's own ``accuracy``) and ``get_cls_channels`` (``num_cla
 The head decides the number of output channels from the *config* entry ``use_sigmoid``
 (``loss_cls.get('use_sigmoid', False)``), not from the built module, so a sigmoid loss must
 say ``use_sigmoid=True`` in the config, exactly as with mmdet's own ``FocalLoss``.
+
+The hyperparameters each loss shares with the detectron2 adapter (alpha, alpha_mode, gamma,
+bins, momentum, mu, loss_weight), their defaults and their checks come from the one loss spec,
+:mod:`focal_plugins.spec`. A keyword a loss does not take (mmdet 2.x-style overrides that
+replace ``FocalLoss`` by ``GHMC`` without ``_delete_=True`` keep ``gamma``) is refused with a
+TypeError that says to use ``_delete_=True``.
 """
 from contextlib import contextmanager
 from typing import Optional
 
 from torch import Tensor, nn
 
-from focal_plugins import core
-from focal_plugins.core import asl1_loss, resolve_alpha, sigmoid_focal_loss, softmax_focal_loss
-from focal_plugins.core.checks import (REDUCTIONS, check_bool, check_choice, check_int,
-                                        check_number, is_scalar)
+from focal_plugins import core, spec
+from focal_plugins.core import asl1_loss, sigmoid_focal_loss, softmax_focal_loss
+from focal_plugins.core.checks import REDUCTIONS, check_bool, check_choice, check_int
 from focal_plugins.core.inputs import IMPLS
+
+from .heads import apply_softmax_prior
 
 __all__ = ["SigmoidFocalLoss", "SoftmaxFocalLoss", "GHMC", "GHMR", "ASL1Loss"]
 
@@ -49,27 +56,32 @@ def _check_reduction(name: str, value, allow_none: bool = False) -> None:
     check_choice(name, value, ((None,) if allow_none else ()) + REDUCTIONS)
 
 
-def _check_loss_weight(value) -> float:
-    return check_number("loss_weight", value)
-
-
 _check_bool = check_bool
 
+#: each loss's hyperparameter defaults, from the spec (the signatures below read them)
+_D = {name: s.defaults for name, s in spec.LOSSES.items()}
 
-def _check_alpha(alpha, alpha_mode, kind, background_index=None) -> None:
-    """Validate an alpha setting without knowing the number of classes: a per-class alpha
-    is checked against its own length (the head's class count is checked at the call)."""
-    if alpha is None or is_scalar(alpha):
-        n = 2 if background_index is None or background_index < 0 else background_index + 1
-    else:
-        try:
-            n = len(alpha)
-        except TypeError:
-            n = 1
-    if kind == "softmax" and background_index is None:
-        background_index = n - 1
-    resolve_alpha(alpha, n, kind=kind, alpha_mode=alpha_mode,
-                  background_index=background_index if kind == "softmax" else None)
+
+def _hyperparameters(loss, **values) -> dict:
+    """``values`` checked by the spec of the loss's registry name; errors name the keyword."""
+    return spec.LOSSES[type(loss).NAME].validate(values)
+
+
+def _refuse_unexpected(loss, unexpected: dict) -> None:
+    """TypeError for keywords the loss does not take, with the ``_delete_`` hint."""
+    if not unexpected:
+        return
+    name = type(loss).NAME
+    parts = []
+    for k in sorted(unexpected):
+        owners = [n for n in spec.takers(k) if n != name]
+        parts.append(f"{k!r}" + (f" (a setting of {', '.join(owners)})" if owners else ""))
+    raise TypeError(
+        f"{name}: unexpected keyword argument{'s' if len(parts) > 1 else ''} "
+        f"{', '.join(parts)}. In an mmdet config, a loss dict that overrides an inherited one "
+        f"is merged into it and keeps the base's other keys (e.g. FocalLoss's gamma and alpha "
+        f"when type='{name}' replaces it): replace the whole dict with "
+        f"dict(_delete_=True, type='{name}', ...), or drop the keys listed")
 
 
 def _check_not_activated(activated) -> None:
@@ -105,10 +117,14 @@ class SigmoidFocalLoss(nn.Module):
     (``'paper'``: alpha on positives, 1 - alpha on negatives; ``'uniform'``: alpha on both).
     """
 
-    def __init__(self, use_sigmoid: bool = True, gamma: float = 2.0, alpha=0.25,
-                 alpha_mode: str = "paper", reduction: str = "mean", loss_weight: float = 1.0,
-                 activated: bool = False, impl: str = "auto"):
+    NAME = "SigmoidFocalLoss"
+
+    def __init__(self, use_sigmoid: bool = True, gamma: float = _D[NAME]["gamma"],
+                 alpha=_D[NAME]["alpha"], alpha_mode: str = _D[NAME]["alpha_mode"],
+                 reduction: str = "mean", loss_weight: float = _D[NAME]["loss_weight"],
+                 activated: bool = False, impl: str = "auto", **unexpected):
         super().__init__()
+        _refuse_unexpected(self, unexpected)
         with _named(self):
             if not _check_bool("use_sigmoid", use_sigmoid):
                 raise ValueError("needs use_sigmoid=True (use SoftmaxFocalLoss for a softmax "
@@ -117,12 +133,13 @@ class SigmoidFocalLoss(nn.Module):
             _check_reduction("reduction", reduction)
             self.use_sigmoid = True
             self.activated = False
-            self.gamma = check_number("gamma", gamma, lo=0.0)
-            _check_alpha(alpha, alpha_mode, "sigmoid")
+            hp = _hyperparameters(self, gamma=gamma, alpha=alpha, alpha_mode=alpha_mode,
+                                  loss_weight=loss_weight)
+            self.gamma = hp["gamma"]
             self.alpha = alpha
             self.alpha_mode = alpha_mode
             self.reduction = reduction
-            self.loss_weight = _check_loss_weight(loss_weight)
+            self.loss_weight = hp["loss_weight"]
             check_choice("impl", impl, IMPLS)
             self.impl = impl
 
@@ -151,11 +168,16 @@ class SoftmaxFocalLoss(_SoftmaxHooks, nn.Module):
     sets another one explicitly).
     """
 
-    def __init__(self, use_sigmoid: bool = False, gamma: float = 2.0, alpha=None,
-                 alpha_mode: str = "paper", background_index: Optional[int] = None,
-                 ignore_index: int = -100, reduction: str = "mean", loss_weight: float = 1.0,
-                 activated: bool = False, impl: str = "auto"):
+    NAME = "SoftmaxFocalLoss"
+    wants_softmax_prior = True  # focal_plugins.mmdet.heads gives its dense head the prior
+
+    def __init__(self, use_sigmoid: bool = False, gamma: float = _D[NAME]["gamma"],
+                 alpha=_D[NAME]["alpha"], alpha_mode: str = _D[NAME]["alpha_mode"],
+                 background_index: Optional[int] = None, ignore_index: int = -100,
+                 reduction: str = "mean", loss_weight: float = _D[NAME]["loss_weight"],
+                 activated: bool = False, impl: str = "auto", **unexpected):
         super().__init__()
+        _refuse_unexpected(self, unexpected)
         with _named(self):
             if _check_bool("use_sigmoid", use_sigmoid):
                 raise ValueError("needs use_sigmoid=False (use SigmoidFocalLoss for a sigmoid "
@@ -164,23 +186,22 @@ class SoftmaxFocalLoss(_SoftmaxHooks, nn.Module):
             _check_reduction("reduction", reduction)
             self.use_sigmoid = False
             self.activated = False
-            self.gamma = check_number("gamma", gamma, lo=0.0)
             self.background_index = check_int("background_index", background_index,
                                               allow_none=True)
-            _check_alpha(alpha, alpha_mode, "softmax", self.background_index)
+            hp = _hyperparameters(self, gamma=gamma, alpha=alpha, alpha_mode=alpha_mode,
+                                  loss_weight=loss_weight)
+            self.gamma = hp["gamma"]
             self.alpha = alpha
             self.alpha_mode = alpha_mode
             self.ignore_index = check_int("ignore_index", ignore_index)
             self.reduction = reduction
-            self.loss_weight = _check_loss_weight(loss_weight)
+            self.loss_weight = hp["loss_weight"]
             check_choice("impl", impl, IMPLS)
             self.impl = impl
 
     def init_weights(self) -> None:
         """Called by mmengine right after the holding head's ``init_cfg``: gives a dense
         head's classifier the softmax prior (``focal_plugins.mmdet.heads``)."""
-        from .heads import apply_softmax_prior
-
         apply_softmax_prior(self)
 
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
@@ -229,14 +250,19 @@ class GHMC(_GHMForward, core.GHMC):
     ``ema``, ``ignore_index``, ``distributed``: see ``focal_plugins.core.GHMC``.
     """ + _AVG_FACTOR_DOC
 
-    def __init__(self, bins: int = 10, momentum: float = 0.0, use_sigmoid: bool = True,
-                 loss_weight: float = 1.0, reduction: str = "mean", distributed="auto",
-                 use_avg_factor: bool = False, ema: str = "nonempty", ignore_index: int = -100):
+    NAME = "GHMC"
+
+    def __init__(self, bins: int = _D[NAME]["bins"], momentum: float = _D[NAME]["momentum"],
+                 use_sigmoid: bool = True, loss_weight: float = _D[NAME]["loss_weight"],
+                 reduction: str = "mean", distributed="auto", use_avg_factor: bool = False,
+                 ema: str = "nonempty", ignore_index: int = -100, **unexpected):
+        _refuse_unexpected(self, unexpected)
         with _named(self):
             _check_bool("use_sigmoid", use_sigmoid)
             _check_reduction("reduction", reduction)
-            super().__init__(bins=bins, momentum=momentum, use_sigmoid=use_sigmoid,
-                             loss_weight=_check_loss_weight(loss_weight), reduction=reduction,
+            hp = _hyperparameters(self, bins=bins, momentum=momentum, loss_weight=loss_weight)
+            super().__init__(bins=hp["bins"], momentum=hp["momentum"], use_sigmoid=use_sigmoid,
+                             loss_weight=hp["loss_weight"], reduction=reduction,
                              distributed=distributed, ema=ema, ignore_index=ignore_index)
             self.use_avg_factor = _check_bool("use_avg_factor", use_avg_factor)
         softmax = not use_sigmoid
@@ -259,13 +285,20 @@ class GHMR(_GHMForward, core.GHMR):
     arguments.
     """ + _AVG_FACTOR_DOC
 
-    def __init__(self, mu: float = 0.02, bins: int = 10, momentum: float = 0.0,
-                 loss_weight: float = 1.0, reduction: str = "mean", distributed="auto",
-                 use_avg_factor: bool = False, ema: str = "nonempty"):
+    NAME = "GHMR"
+
+    def __init__(self, mu: float = _D[NAME]["mu"], bins: int = _D[NAME]["bins"],
+                 momentum: float = _D[NAME]["momentum"],
+                 loss_weight: float = _D[NAME]["loss_weight"], reduction: str = "mean",
+                 distributed="auto", use_avg_factor: bool = False, ema: str = "nonempty",
+                 **unexpected):
+        _refuse_unexpected(self, unexpected)
         with _named(self):
             _check_reduction("reduction", reduction)
-            super().__init__(mu=mu, bins=bins, momentum=momentum,
-                             loss_weight=_check_loss_weight(loss_weight), reduction=reduction,
+            hp = _hyperparameters(self, mu=mu, bins=bins, momentum=momentum,
+                                  loss_weight=loss_weight)
+            super().__init__(mu=hp["mu"], bins=hp["bins"], momentum=hp["momentum"],
+                             loss_weight=hp["loss_weight"], reduction=reduction,
                              distributed=distributed, ema=ema)
             self.use_avg_factor = _check_bool("use_avg_factor", use_avg_factor)
 
@@ -273,13 +306,18 @@ class GHMR(_GHMForward, core.GHMR):
 class ASL1Loss(nn.Module):
     """Authentic Smooth L1, ``sqrt(d^2 + mu^2) - mu``, as a plain mmdet ``loss_bbox``."""
 
-    def __init__(self, mu: float = 0.02, reduction: str = "mean", loss_weight: float = 1.0):
+    NAME = "ASL1Loss"
+
+    def __init__(self, mu: float = _D[NAME]["mu"], reduction: str = "mean",
+                 loss_weight: float = _D[NAME]["loss_weight"], **unexpected):
         super().__init__()
+        _refuse_unexpected(self, unexpected)
         with _named(self):
             _check_reduction("reduction", reduction)
-            self.mu = check_number("mu", mu, lo=0.0, lo_open=True)
+            hp = _hyperparameters(self, mu=mu, loss_weight=loss_weight)
+            self.mu = hp["mu"]
             self.reduction = reduction
-            self.loss_weight = _check_loss_weight(loss_weight)
+            self.loss_weight = hp["loss_weight"]
 
     def forward(self, pred: Tensor, target: Tensor, weight: Optional[Tensor] = None,
                 avg_factor: Optional[float] = None,
