@@ -51,13 +51,8 @@ import os
 import os.path as osp
 import sys
 
-# COCO-format layouts --data-root understands: (train ann, train images, val ann, val images)
-LAYOUTS = (
-    ("annotations/instances_train2017.json", "train2017/",
-     "annotations/instances_val2017.json", "val2017/"),
-    ("annotations/instances_train.json", "train/",
-     "annotations/instances_val.json", "val/"),
-)
+# --data-root: the same rules as the shipped tools' (one implementation, in the package)
+from focal_plugins.tools.data_root import LAYOUTS, apply_data_root, detect_layout  # noqa: E402,F401
 
 
 def parse_args(argv=None):
@@ -83,7 +78,7 @@ def parse_args(argv=None):
                    "model.bbox_head.loss_cls.gamma=1.0 train_dataloader.batch_size=4)")
     p.add_argument("--ghm-stats", type=int, metavar="N",
                    help="log the GHM losses' bin statistics every N iterations "
-                   "(adds custom_hooks GHMStatsHook; README: Watching GHM while it trains)")
+                   "(adds custom_hooks GHMStatsHook; docs/usage.md: Watching GHM while it trains)")
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
                    help="job launcher (pytorch: torchrun; on a machine without CUDA, gloo)")
     p.add_argument("--ghm-state-mismatch", choices=["error", "warn"], default="error",
@@ -97,74 +92,6 @@ def parse_args(argv=None):
     if "LOCAL_RANK" not in os.environ:
         os.environ["LOCAL_RANK"] = str(args.local_rank)
     return args
-
-
-def detect_layout(root: str):
-    for layout in LAYOUTS:
-        if osp.isfile(osp.join(root, layout[0])) and osp.isfile(osp.join(root, layout[2])):
-            return layout
-    expected = "; or ".join(f"{a} + {b} and {c} + {d}" for a, b, c, d in LAYOUTS)
-    raise FileNotFoundError(f"--data-root {root}: no COCO layout found (expected {expected})")
-
-
-def _innermost_dataset(ds):
-    """Unwraps RepeatDataset/ClassBalancedDataset-style wrappers (``dataset=`` inside)."""
-    while isinstance(ds, dict) and "dataset" in ds and isinstance(ds["dataset"], dict):
-        ds = ds["dataset"]
-    return ds
-
-
-def apply_data_root(cfg, root: str):
-    """Points the config's datasets and COCO evaluators at the COCO-format ``root``."""
-    root = root.rstrip("/") + "/"
-    train_ann, train_img, val_ann, val_img = detect_layout(root)
-    cfg.data_root = root
-    for key, ann, img in (("train_dataloader", train_ann, train_img),
-                          ("val_dataloader", val_ann, val_img),
-                          ("test_dataloader", val_ann, val_img)):
-        loader = cfg.get(key)
-        if not loader or "dataset" not in loader:
-            continue
-        ds = _innermost_dataset(loader["dataset"])
-        datasets = ds["datasets"] if "datasets" in ds else [ds]  # ConcatDataset
-        for d in datasets:
-            d = _innermost_dataset(d)
-            d["data_root"] = root
-            d["ann_file"] = ann
-            d["data_prefix"] = dict(img=img)
-    for key in ("val_evaluator", "test_evaluator"):
-        ev = cfg.get(key)
-        for e in ev if isinstance(ev, (list, tuple)) else [ev]:
-            if isinstance(e, dict) and "ann_file" in e:
-                e["ann_file"] = root + val_ann
-    # the classes come from the annotation file (for COCO: its 80 names, mmdet's default)
-    import json
-
-    with open(osp.join(root, train_ann)) as f:
-        cats = sorted(json.load(f)["categories"], key=lambda c: c["id"])
-    classes = tuple(c["name"] for c in cats)
-    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
-        loader = cfg.get(key)
-        if loader and "dataset" in loader:
-            ds = _innermost_dataset(loader["dataset"])
-            for d in ds["datasets"] if "datasets" in ds else [ds]:
-                d = _innermost_dataset(d)
-                d["metainfo"] = dict(d.get("metainfo") or {}, classes=classes)
-    _set_num_classes(cfg.model, len(classes))
-    return cfg
-
-
-def _set_num_classes(node, n):
-    """Sets every ``num_classes`` in the model config (dense heads, RoI box heads)."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if k == "num_classes" and isinstance(v, int):
-                node[k] = n
-            else:
-                _set_num_classes(v, n)
-    elif isinstance(node, (list, tuple)):
-        for v in node:
-            _set_num_classes(v, n)
 
 
 def apply_max_iters(cfg, max_iters: int):

@@ -185,14 +185,6 @@ class GHMBase(nn.Module):
         """The reference math per element: (loss, g, lw); see the subclasses."""
         raise NotImplementedError
 
-    # names kept for code written against the earlier private API
-    _world = world_size
-    _bin_counts = bin_counts
-    _per_bin = bin_weights
-
-    def _elements(self, pred, target, label_weight):
-        return self.elements(pred, target, label_weight)
-
     # ---- per call
 
     def _follow(self, pred: Tensor) -> None:

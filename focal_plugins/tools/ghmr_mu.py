@@ -59,7 +59,7 @@ def bin_shares(d, mu, bins):
     pred = torch.zeros_like(d, requires_grad=True)
     ghm(pred.reshape(-1, 1), d.reshape(-1, 1)).backward()
     g = d / (d * d + mu * mu).sqrt()
-    idx, counts, _ = ghm._bin_counts(g, torch.ones_like(g, dtype=torch.bool))
+    idx, counts, _ = ghm.bin_counts(g, torch.ones_like(g, dtype=torch.bool))
     grad = torch.zeros(bins, dtype=torch.float64).index_add_(0, idx, pred.grad.abs().double())
     return counts.double() / counts.sum(), grad / grad.sum()
 
