@@ -113,3 +113,41 @@ def test_impl_choices_are_the_cores():
         sigmoid_focal_loss(x, t, impl=impl)
     with pytest.raises(ValueError, match="impl must be one of"):
         sigmoid_focal_loss(x, t, impl="cuda")
+
+
+def _fcos_head_and_batch(boxes):
+    import torch
+    from mmdet.registry import MODELS
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+
+    head = MODELS.build(dict(
+        type="FCOSHead", num_classes=3, in_channels=8, feat_channels=8, stacked_convs=1,
+        norm_cfg=None,
+        strides=[8, 16], regress_ranges=((-1, 16), (16, 1e8)),
+        loss_cls=dict(type="GHMC", bins=10, momentum=0.0),
+        loss_bbox=dict(type="GHMR", mu=0.02, bins=10, momentum=0.7)))
+    g = torch.Generator().manual_seed(0)
+    feats = (torch.randn(1, 8, 8, 8, generator=g), torch.randn(1, 8, 4, 4, generator=g))
+    s = DetDataSample(metainfo=dict(img_shape=(64, 64), pad_shape=(64, 64),
+                                    batch_input_shape=(64, 64)))
+    b = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    s.gt_instances = InstanceData(bboxes=b, labels=torch.zeros(len(b), dtype=torch.long))
+    return head, feats, [s]
+
+
+def test_distributed_ghmr_is_called_on_every_rank_in_fcos(monkeypatch):
+    from focal_plugins.mmdet import heads
+
+    head, feats, empty = _fcos_head_and_batch([])
+    calls = []
+    head.loss_bbox.register_forward_hook(lambda m, a, o: calls.append(len(a[0])))
+    # not distributed: mmdet's own FCOSHead skips loss_bbox without positive points
+    assert "loss_bbox" in head.loss(feats, empty)
+    assert calls == []
+    monkeypatch.setattr(heads, "_distributed", lambda loss: True)
+    out = head.loss(feats, empty)          # no positive: one call on empty inputs
+    assert calls == [0] and float(out["loss_bbox"]) == 0.0
+    _, _, one_box = _fcos_head_and_batch([[8.0, 8.0, 40.0, 40.0]])
+    head.loss(feats, one_box)              # positives: FCOS's own one call, no extra
+    assert len(calls) == 2 and calls[1] > 0
