@@ -19,9 +19,10 @@ HEADS = {"retinanet_r50_fpn_softmax-focal_1x_coco.py": "retina_cls",
 
 
 def _stock_init(cfg, conv):
-    """The config with the head's stock init (bias_prob=0.01), no SoftmaxPriorInit."""
-    cfg.model.bbox_head.init_cfg.override = dict(type="Normal", name=conv, std=0.01,
-                                                 bias_prob=0.01)
+    """The config with the head's stock init (bias_prob=0.01), no SoftmaxPriorInit (the
+    shipped configs set none since ef010f8: this spells mmdet's default out)."""
+    cfg.model.bbox_head.init_cfg = dict(type="Normal", layer="Conv2d", std=0.01, override=dict(
+        type="Normal", name=conv, std=0.01, bias_prob=0.01))
     return cfg
 
 
@@ -55,7 +56,9 @@ def test_softmax_focal_dense_head_gets_the_softmax_prior(config):
 @pytest.mark.slow
 def test_an_explicit_prior_is_kept():
     cfg = load_config(os.path.join(CONFIG_DIR, "retinanet_r50_fpn_softmax-focal_1x_coco.py"))
-    cfg.model.bbox_head.init_cfg.override.background_prob = 0.9
+    cfg.model.bbox_head.init_cfg = dict(type="Normal", layer="Conv2d", std=0.01, override=dict(
+        type="SoftmaxPriorInit", name="retina_cls", std=0.01, num_classes=80,
+        background_prob=0.9))
     model = build_model(cfg)
     probs = model.bbox_head.retina_cls.bias.detach().view(-1, 81).softmax(-1)
     torch.testing.assert_close(probs[:, -1], torch.full((probs.shape[0],), 0.9))
