@@ -44,6 +44,7 @@ synchronisation); nothing at all when torch.distributed is not initialised or wo
 """
 from __future__ import annotations
 
+import atexit
 import os
 import warnings
 import weakref
@@ -177,6 +178,14 @@ class _State:
 
 
 _state: Optional[_State] = None
+
+
+@atexit.register
+def _release() -> None:
+    """Drop the check group before the interpreter tears down: a gloo group object that
+    outlives its destroyed process group until then can abort the exiting process."""
+    global _state
+    _state = None
 
 
 def _current() -> _State:
