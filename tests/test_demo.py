@@ -64,7 +64,7 @@ def test_one_noise_type_and_a_larger_set_get_their_own_folders():
     big = demo.parse_args(["--framework", "detectron2", "--noise", "0.2", "--noise-type",
                            "class", "--num-train", "1600"])
     assert big.data_dir.endswith("synthetic_noise0.2_class_train1600")
-    assert demo.run_tag(big) == "detectron2_noise0.2_class_train1600"
+    assert demo.run_tag(big) == "detectron2_noise0.2_class"   # a larger set: its own --work-dir
     assert demo.parse_args(["--noise", "0.2", "--noise-type", "mixed"]).data_dir.endswith(
         "synthetic_noise0.2")
 

@@ -24,7 +24,7 @@ Steps:
    with classwise=True, detectron2's COCOEvaluator): AP, AP50, AP75 (COCO AP x 100) and
    AP_rare, the mean per-class AP of the ``--rare-k`` classes with the fewest training boxes;
 4. prints one table of mean +- std (sample standard deviation over the seeds) per loss and
-   writes ``<work-dir>/<framework>[_noise<F>[_<type>]][_train<N>]/``: ``results.md``, ``results.json`` (every
+   writes ``<work-dir>/<framework>[_noise<F>[_<type>]]/``: ``results.md``, ``results.json`` (every
    run's numbers and training-loss curve), ``ap.png`` (mean +- std per metric and loss) and
    ``losses.png`` (mean training loss per loss, the band spanning the seeds).
 """
@@ -166,18 +166,22 @@ def parse_args(argv=None):
     return args
 
 
-def _data_suffix(args) -> str:
-    """What tells a non-default dataset apart in folder names ('' for the default one)."""
+def _noise_suffix(args) -> str:
+    """What tells a noisy dataset apart in folder names ('' without noise)."""
     tag = "" if args.noise == 0 else f"_noise{args.noise:g}"
-    if args.noise_type != "mixed":
-        tag += f"_{args.noise_type}"
-    if args.num_train != SyntheticConfig.num_train:
-        tag += f"_train{args.num_train}"
-    return tag
+    return tag + ("" if args.noise_type == "mixed" else f"_{args.noise_type}")
+
+
+def _data_suffix(args) -> str:
+    """The dataset folder's suffix: the noise, and a non-default --num-train."""
+    train = "" if args.num_train == SyntheticConfig.num_train else f"_train{args.num_train}"
+    return _noise_suffix(args) + train
 
 
 def run_tag(args) -> str:
-    return args.framework + _data_suffix(args)
+    """The result folder under --work-dir: the framework and the noise (not --num-train:
+    give a larger set its own --work-dir)."""
+    return args.framework + _noise_suffix(args)
 
 
 # ----------------------------------------------------------------------------- subprocess

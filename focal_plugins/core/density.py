@@ -1,6 +1,6 @@
 r"""GHM gradient density (Li et al., "Gradient Harmonized Single-stage Detector", AAAI 2019):
 the binning rule, exact bin counts, the EMA and the all-reduce that GHM-C and GHM-R weight
-by, the stats hook records, and ``tools/ghmr_mu.py`` reads.
+by, the stats hook records, and ``focal_plugins.tools.ghmr_mu`` reads.
 
 The binning rule (the one statement that the reference, the CPU fast path and the Triton
 kernels follow; ``core/tests/test_density.py`` and the kernel checks test them at every

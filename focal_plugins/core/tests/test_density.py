@@ -86,7 +86,7 @@ def test_nan_label_weight_is_invalid_on_every_path():
 
 
 def test_public_density_api_gives_ghmr_bins_and_weights():
-    # what tools/ghmr_mu.py and the stats hook read: bins of g and the per-bin weights
+    # what focal_plugins.tools.ghmr_mu and the stats hook read: bins of g and the per-bin weights
     m = GHMR(mu=0.02, bins=10, momentum=0.0)
     g = torch.tensor([0.05, 0.05, 0.55, 0.95, float("nan")])
     idx, counts, binned = m.bin_counts(g, torch.ones(5))
