@@ -6,7 +6,7 @@ import os
 import pytest
 
 from focal_plugins.data.synthetic import SyntheticConfig, generate
-from focal_plugins.tools.data_root import apply_data_root, detect_layout, resolve_config
+from focal_plugins.tools.data_root import LAYOUTS, apply_data_root, detect_layout, resolve_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -51,7 +51,8 @@ def test_points_every_dataset_and_evaluator_and_sets_the_classes(tiny, tmp_path)
 
 
 def test_same_config_as_the_checkouts_train_py(tiny):
-    """Until tools/train.py imports it, the two must agree."""
+    """tools/train.py takes --data-root's rules from this module (one copy, not two), and
+    gives the same config."""
     pytest.importorskip("mmengine")
     path = os.path.join(REPO, "tools", "train.py")
     if not os.path.isfile(path):
@@ -61,6 +62,7 @@ def test_same_config_as_the_checkouts_train_py(tiny):
     spec = importlib.util.spec_from_file_location("_checkout_train", path)
     train = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train)
+    assert train.apply_data_root is apply_data_root and train.LAYOUTS is LAYOUTS
     for name in ("demo/retinanet_r18_synthetic_ghm.py", "mmdet/retinanet_r50_fpn_ghm_1x_coco.py"):
         a = Config.fromfile(resolve_config(name))
         b = Config.fromfile(resolve_config(name))
